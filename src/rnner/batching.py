@@ -1,0 +1,170 @@
+"""Sentences to tensors, once: a table of the distinct tokens of a dataset (word id, casing
+class, characters) and one flat array of token-table rows. A batch is then a few numpy
+gathers, and the character encoder runs once per distinct token in the batch, not per token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from .vocab import Vocabs
+
+MAX_WORD_CHARS = 40  # longer tokens (URLs, garbage) are cut for the character encoder
+CASING = ("pad", "lower", "upper", "title", "mixed", "numeric", "has_digit", "punct", "other")
+
+
+def casing_class(token: str) -> int:
+    """Capitalisation survives lower-cased word vectors through this small feature."""
+    if token.isdigit():
+        return 5
+    if any(c.isdigit() for c in token):
+        return 6
+    if token.isalpha():
+        if token.islower():
+            return 1
+        if token.isupper():
+            return 2
+        if token[0].isupper() and token[1:].islower():
+            return 3
+        return 4
+    if not any(c.isalnum() for c in token):
+        return 7
+    return 8
+
+
+@dataclass
+class TokenTable:
+    """Row 0 is padding; every other row is one distinct surface token."""
+
+    words: np.ndarray  # [U] word ids
+    casing: np.ndarray  # [U]
+    chars: np.ndarray  # [U, L] char ids, 0-padded
+    char_lengths: np.ndarray  # [U]
+
+
+@dataclass
+class Encoded:
+    table: TokenTable
+    tokens: np.ndarray  # flat token-table rows of all sentences
+    tags: np.ndarray | None  # flat tag ids
+    offsets: np.ndarray  # [N] start of each sentence in the flat arrays
+    lengths: np.ndarray  # [N]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@dataclass
+class Batch:
+    index: torch.Tensor  # [B] positions of these sentences in the dataset
+    lengths: torch.Tensor  # [B]
+    mask: torch.Tensor  # [B, T] bool
+    words: torch.Tensor  # [B, T]
+    casing: torch.Tensor  # [B, T]
+    chars: torch.Tensor  # [U, L] characters of the batch's distinct tokens
+    char_lengths: torch.Tensor  # [U]
+    char_index: torch.Tensor  # [B, T] row of each token in `chars`
+    tags: torch.Tensor | None  # [B, T]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            **{
+                f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+                for f in fields(self)
+            }
+        )
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def encode(
+    sentences: Sequence[Sequence[str]],
+    vocabs: Vocabs,
+    tags: Sequence[Sequence[str]] | None = None,
+) -> Encoded:
+    """Encode token sequences (and optionally their tags, in the model's scheme)."""
+    rows: dict[str, int] = {}
+    flat: list[int] = []
+    for tokens in sentences:
+        for t in tokens:
+            r = rows.get(t)
+            if r is None:
+                r = rows[t] = len(rows) + 1
+            flat.append(r)
+    surfaces = list(rows)
+    n = len(surfaces) + 1
+    char_lengths = np.zeros(n, dtype=np.int64)
+    chars = np.zeros((n, min(MAX_WORD_CHARS, max((len(s) for s in surfaces), default=1))), np.int64)
+    for i, s in enumerate(surfaces, 1):
+        ids = [vocabs.chars.id(c) for c in s[: chars.shape[1]]]
+        chars[i, : len(ids)] = ids
+        char_lengths[i] = len(ids)
+    table = TokenTable(
+        words=np.array([0] + [vocabs.word_id(s) for s in surfaces], dtype=np.int64),
+        casing=np.array([0] + [casing_class(s) for s in surfaces], dtype=np.int64),
+        chars=chars,
+        char_lengths=char_lengths,
+    )
+    lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+    offsets = np.zeros(len(lengths), dtype=np.int64)
+    if len(lengths):
+        offsets[1:] = np.cumsum(lengths)[:-1]
+    tag_ids = None
+    if tags is not None:
+        tag_ids = np.array([vocabs.tags.id(t) for ts in tags for t in ts], dtype=np.int64)
+    return Encoded(table, np.array(flat, dtype=np.int64), tag_ids, offsets, lengths)
+
+
+def make_batch(data: Encoded, index: np.ndarray) -> Batch:
+    lengths = data.lengths[index]
+    width = int(lengths.max())
+    steps = np.arange(width)
+    mask = steps[None, :] < lengths[:, None]
+    pos = np.where(mask, data.offsets[index][:, None] + steps[None, :], 0)
+    tok = np.where(mask, data.tokens[pos] if len(data.tokens) else 0, 0)
+    distinct, inverse = np.unique(tok, return_inverse=True)
+    tags = None
+    if data.tags is not None:
+        tags = torch.from_numpy(np.where(mask, data.tags[pos], 0))
+    t = data.table
+    return Batch(
+        index=torch.from_numpy(np.asarray(index, dtype=np.int64)),
+        lengths=torch.from_numpy(lengths),
+        mask=torch.from_numpy(mask),
+        words=torch.from_numpy(t.words[tok]),
+        casing=torch.from_numpy(t.casing[tok]),
+        chars=torch.from_numpy(t.chars[distinct]),
+        char_lengths=torch.from_numpy(t.char_lengths[distinct]),
+        char_index=torch.from_numpy(inverse.reshape(tok.shape)),
+        tags=tags,
+    )
+
+
+def batch_indices(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Sentences grouped by length so batches carry little padding.
+
+    With `rng`, lengths get noise before sorting and the batch order is shuffled, so every
+    epoch sees different batches that are still nearly padding-free.
+    """
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = np.argsort(lengths + rng.uniform(0, 2, size=len(lengths)), kind="stable")
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(chunks)
+    return chunks
+
+
+def iterate(
+    data: Encoded, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[Batch]:
+    for index in batch_indices(data.lengths, batch_size, rng):
+        yield make_batch(data, index)

@@ -1,0 +1,186 @@
+"""The `rnner` command. Thin: argument parsing, then calls into the library.
+
+Errors in the user's input (files, configs, run directories) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .conll import InputError
+    from .data import DataNotFoundError
+    from .metrics import ScoreInputError
+    from .predict import RunDirError
+
+    return (InputError, ConfigError, DataNotFoundError, RunDirError, ScoreInputError,
+            FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .train import fit
+
+    overrides = list(args.set or [])
+    for split in ("train", "dev", "test"):
+        if getattr(args, split):
+            overrides.append(f'data.{split}="{getattr(args, split)}"')
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    cfg = Config.load(args.config, overrides)
+    output = args.output or f"runs/{Path(args.config).stem}"
+    metrics = fit(cfg, output, progress=not args.quiet)
+    _print_final(metrics, output)
+    return 0
+
+
+def _print_final(metrics: dict, output: str) -> None:
+    print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} "
+          f"({metrics['train_seconds']:.0f} s on {metrics['device']}); run directory: {output}")
+    for split in ("dev", "test"):
+        if split in metrics:
+            e = metrics[split]["entity"]
+            print(f"{split:5s} entity P/R/F1 {100 * e['precision']:.2f} / "
+                  f"{100 * e['recall']:.2f} / {100 * e['f1']:.2f}")
+    if "test" in metrics:
+        print(metrics["test"]["token"]["report_text"])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import conll, metrics
+    from .predict import Tagger
+
+    tagger = Tagger.load(args.run_dir)
+    sents = conll.read_conll(args.data, word_column=tagger.cfg.data.word_column,
+                             tag_column=tagger.cfg.data.tag_column)
+    pred = tagger.tag([s.tokens for s in sents])
+    gold = [list(s.tags or ()) for s in sents]
+    scores = metrics.entity_scores(gold, pred)
+    text, table = metrics.token_report(gold, pred)
+    if args.output:
+        conll.write_conll(args.output, sents, pred)
+    if args.json:
+        e = scores.to_dict()
+        print(json.dumps({
+            "entity": {k: e[k] for k in ("precision", "recall", "f1", "per_type")},
+            "token": {"accuracy": e["accuracy"], "report": table},
+        }, indent=2))
+    else:
+        print(metrics.conlleval_report(scores), end="")
+        print()
+        print(text)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from . import metrics
+
+    if args.file == "-":
+        gold, pred = metrics.read_conlleval(sys.stdin, path="<stdin>")
+    else:
+        gold, pred = metrics.read_conlleval(args.file)
+    scores = metrics.entity_scores(gold, pred)
+    if args.json:
+        print(json.dumps(scores.to_dict(), indent=2))
+    else:
+        print(metrics.conlleval_report(scores), end="")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Tagger
+    from .stream import predict_stream
+
+    tagger = Tagger.load(args.run_dir)
+    return predict_stream(tagger, args.input, args.output, args.format, args.on_error,
+                          batch_size=args.batch_size, progress=not args.quiet)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    dest = Path(args.dest) if args.dest else data.default_download_dir()
+    path = data.download(args.dataset, dest, base_url=args.url)
+    print(f"{args.dataset} is ready in {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="rnner", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"rnner {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from a TOML config")
+    t.add_argument("config")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable)")
+    t.add_argument("--train", help="training file (CoNLL columns)")
+    t.add_argument("--dev", help="development file, for model selection")
+    t.add_argument("--test", help="test file, scored once at the end")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a run directory on a labelled file")
+    e.add_argument("run_dir")
+    e.add_argument("--data", required=True)
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--output", help="also write the predictions as CoNLL columns")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("score", help="conlleval: score a file of tokens, gold and predicted tags")
+    s.add_argument("file", help="conlleval input ('-' for stdin)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    pr = sub.add_parser("predict", help="tag raw text or CoNLL input")
+    pr.add_argument("run_dir", nargs="?", help="run directory (default: the shipped model)")
+    pr.add_argument("--input", default="-", help="input file ('-' for stdin)")
+    pr.add_argument("--output", default="-", help="output file ('-' for stdout)")
+    pr.add_argument("--format", choices=("text", "conll", "jsonl"), default="jsonl",
+                    help="text: raw text in, one line per document; conll: tokens in columns; "
+                         "jsonl: raw text in, spans with offsets out")
+    pr.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    pr.add_argument("--batch-size", type=int, default=256)
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("data", help="obtain datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dl = dsub.add_parser("download", help="download and verify a dataset")
+    dl.add_argument("dataset", choices=("conll2003",))
+    dl.add_argument("--dest", help="directory (default ~/.cache/rnner/data)")
+    dl.add_argument("--url", help="base URL holding train.txt, dev.txt, test.txt")
+    dl.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        msg = str(e)
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.filename}: {e.strerror}"
+        print(msg, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Typed run configuration: TOML in, validated dataclasses out, JSON saved with every model.
+
+A config has three sections, `data`, `model` and `train`, each a dataclass below. Unknown keys,
+wrong types and out-of-range values are refused with a `ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad config value, reported as `config key: what is wrong`."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"config {key}: {message}")
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # path; empty: the dataset's split in the data directory
+    dev: str = ""
+    test: str = ""
+    dataset: str = "conll2003"
+    data_dir: str = ""  # empty: RNNER_DATA, ../shared/data, ~/.cache/rnner/data
+    word_column: int = 0
+    tag_column: int = -1
+    scheme: str = "BIOES"  # the scheme the model is trained in; scores are always on spans
+    lowercase: bool = True  # word vocabulary keys (GloVe 6B is lower-cased; chars keep case)
+    min_word_freq: int = 1
+    max_sentences: int = 0  # use only the first N sentences of each split (0: all)
+
+
+@dataclass
+class ModelConfig:
+    embeddings: str = "glove-6b-50d"  # "random", "glove-6b-50d", or a GloVe/word2vec text file
+    word_dim: int = 50  # only for random embeddings; pretrained ones set their own
+    freeze_embeddings: bool = False
+    casing_dim: int = 0  # embedding of a word's casing class (0: off)
+    char_encoder: str = "cnn"  # none | cnn | lstm
+    char_dim: int = 30
+    char_hidden: int = 50  # CNN filters, or the char BiLSTM's total hidden size
+    char_kernel: int = 3
+    cell: str = "lstm"  # rnn | gru | lstm
+    hidden_size: int = 200  # per direction
+    bidirectional: bool = True
+    layers: int = 1
+    dropout: float = 0.5
+    word_dropout: float = 0.0  # chance that a training token's word becomes UNK
+    output: str = "crf"  # crf | softmax
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "sgd"  # sgd | adam | adamw | nadam | rmsprop | adagrad
+    lr: float = 0.015
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "inverse_time"  # constant | inverse_time | step | cosine | plateau
+    lr_decay: float = 0.05  # inverse_time: lr / (1 + lr_decay * epoch)
+    step_size: int = 10  # step: epochs between decays
+    gamma: float = 0.5  # step / plateau: decay factor
+    clip: float = 5.0  # gradient norm clipping (0: off)
+    batch_size: int = 10
+    eval_batch_size: int = 512
+    epochs: int = 50
+    patience: int = 10  # early stopping on dev F1 (0: off)
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        return validate(_build(cls, raw, ""))
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
+        """Read a TOML (or the JSON a run saved) and apply `section.key=value` overrides."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(str(path), e.strerror or str(e)) from None
+        if path.suffix == ".json":
+            import json
+
+            raw = json.loads(text)
+        else:
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(str(path), f"not valid TOML: {e}") from None
+        for item in overrides or []:
+            apply_override(raw, item)
+        return cls.from_dict(raw)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.scheme": ("IOB1", "IOB2", "BIOES", "IOE1"),
+    "model.char_encoder": ("none", "cnn", "lstm"),
+    "model.cell": ("rnn", "gru", "lstm"),
+    "model.output": ("crf", "softmax"),
+    "train.optimizer": ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"),
+    "train.schedule": ("constant", "inverse_time", "step", "cosine", "plateau"),
+}
+
+# (low, high) inclusive bounds; None: unbounded on that side.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.min_word_freq": (1, None),
+    "data.max_sentences": (0, None),
+    "model.word_dim": (1, None),
+    "model.casing_dim": (0, None),
+    "model.char_dim": (1, None),
+    "model.char_hidden": (1, None),
+    "model.char_kernel": (1, None),
+    "model.hidden_size": (1, None),
+    "model.layers": (1, None),
+    "model.dropout": (0.0, 0.99),
+    "model.word_dropout": (0.0, 0.99),
+    "train.lr": (0.0, None),
+    "train.momentum": (0.0, 0.9999),
+    "train.weight_decay": (0.0, None),
+    "train.lr_decay": (0.0, None),
+    "train.step_size": (1, None),
+    "train.gamma": (0.0, 1.0),
+    "train.clip": (0.0, None),
+    "train.batch_size": (1, None),
+    "train.eval_batch_size": (1, None),
+    "train.epochs": (1, None),
+    "train.patience": (0, None),
+    "train.threads": (0, None),
+}
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix or "file", f"expected a table, found {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(key, f"unknown key; known keys here: {', '.join(sorted(known))}")
+    values = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key)
+        else:
+            values[name] = _coerce(key, value, hint)
+    return cls(**values)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for t in allowed:
+        if t is type(None) and value is None:
+            return None
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if t is str and isinstance(value, str):
+            return value
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise ConfigError(key, f"expected {names}, found {type(value).__name__} {value!r}")
+
+
+def validate(cfg: Config) -> Config:
+    flat = {
+        f"{section}.{k}": v
+        for section in ("data", "model", "train")
+        for k, v in dataclasses.asdict(getattr(cfg, section)).items()
+    }
+    for key, options in CHOICES.items():
+        if flat[key] not in options:
+            raise ConfigError(key, f"{flat[key]!r} is not one of {', '.join(options)}")
+    for key, (lo, hi) in RANGES.items():
+        v = flat[key]
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            bounds = f"[{lo}, {hi if hi is not None else 'inf'}]"
+            raise ConfigError(key, f"{v!r} is out of range {bounds}")
+    if cfg.train.nesterov and (cfg.train.optimizer != "sgd" or cfg.train.momentum == 0):
+        raise ConfigError("train.nesterov", "needs optimizer 'sgd' with momentum > 0")
+    return cfg
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as TOML (numbers, booleans, strings, arrays), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `section.key=value` to a raw config dict (in place)."""
+    if "=" not in item:
+        raise ConfigError(item, "an override must look like section.key=value")
+    dotted, text = item.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(dotted, "an override key must look like section.key")
+    section, key = parts
+    if section not in ("data", "model", "train"):
+        raise ConfigError(dotted, "unknown section; known sections: data, model, train")
+    raw.setdefault(section, {})[key] = parse_value(text.strip())

@@ -1,0 +1,92 @@
+"""Linear-chain CRF: log-likelihood by the forward algorithm and Viterbi decoding, both batched.
+
+The only Python loop runs over time steps; each step is a [B, K, K] tensor operation over the
+whole batch. Sequences are left-aligned with padding on the right (`mask`).
+Transitions that the tag scheme forbids (O -> I-PER in IOB2, say) get a large negative score,
+so neither training nor decoding ever puts mass on them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+FORBIDDEN = -10_000.0
+
+
+class CRF(nn.Module):
+    def __init__(
+        self,
+        num_tags: int,
+        allowed: list[tuple[int, int]] | None = None,
+        allowed_start: list[int] | None = None,
+        allowed_end: list[int] | None = None,
+    ):
+        super().__init__()
+        self.num_tags = num_tags
+        self.transitions = nn.Parameter(torch.zeros(num_tags, num_tags))  # [from, to]
+        self.start = nn.Parameter(torch.zeros(num_tags))
+        self.end = nn.Parameter(torch.zeros(num_tags))
+        self.register_buffer("trans_mask", _mask((num_tags, num_tags), allowed), persistent=False)
+        self.register_buffer("start_mask", _mask((num_tags,), allowed_start), persistent=False)
+        self.register_buffer("end_mask", _mask((num_tags,), allowed_end), persistent=False)
+
+    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            self.transitions + self.trans_mask,
+            self.start + self.start_mask,
+            self.end + self.end_mask,
+        )
+
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of `tags`, summed over the batch. Shapes: [B,T,K], [B,T]."""
+        return (self.log_partition(emissions, mask) - self.score(emissions, tags, mask)).sum()
+
+    def score(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        trans, start, end = self._scores()
+        maskf = mask.to(emissions.dtype)
+        emit = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # [B, T]
+        total = start[tags[:, 0]] + (emit * maskf).sum(1)
+        total = total + (trans[tags[:, :-1], tags[:, 1:]] * maskf[:, 1:]).sum(1)
+        last = tags.gather(1, (mask.sum(1) - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        return total + end[last]
+
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        trans, start, end = self._scores()
+        alpha = start + emissions[:, 0]  # [B, K]
+        for t in range(1, emissions.shape[1]):
+            step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
+            alpha = torch.where(mask[:, t : t + 1], step, alpha)
+        return torch.logsumexp(alpha + end, dim=1)
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Best tag ids [B, T] (padding positions hold the last real tag)."""
+        trans, start, end = self._scores()
+        batch, steps, k = emissions.shape
+        score = start + emissions[:, 0]
+        keep = torch.arange(k, device=emissions.device).expand(batch, k)
+        pointers = []
+        for t in range(1, steps):
+            best, arg = (score.unsqueeze(2) + trans).max(dim=1)
+            live = mask[:, t : t + 1]
+            score = torch.where(live, best + emissions[:, t], score)
+            pointers.append(torch.where(live, arg, keep))  # padding: stay on the same tag
+        last = (score + end).argmax(dim=1)
+        path = [last]
+        for arg in reversed(pointers):
+            last = arg.gather(1, last.unsqueeze(1)).squeeze(1)
+            path.append(last)
+        path.reverse()
+        return torch.stack(path, dim=1)
+
+
+def _mask(shape: tuple[int, ...], allowed: list | None) -> torch.Tensor:
+    if allowed is None:
+        return torch.zeros(shape)
+    m = torch.full(shape, FORBIDDEN)
+    for index in allowed:
+        m[index] = 0.0
+    return m

@@ -1,0 +1,160 @@
+"""The tagger network: word embedding (+ casing) (+ character encoder) -> recurrent layers ->
+linear -> softmax or CRF. Plain `nn.Module`s; `RNNTagger` reads top to bottom."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from .batching import CASING, Batch
+from .config import ModelConfig
+from .crf import CRF
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class CharCNN(nn.Module):
+    """Ma & Hovy (2016): character embeddings, one convolution, max over positions."""
+
+    def __init__(self, num_chars: int, dim: int, filters: int, kernel: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.conv = nn.Conv1d(dim, filters, kernel, padding=kernel // 2)
+        self.out_dim = filters
+
+    def forward(self, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.embed(chars)).transpose(1, 2)  # [U, dim, L]
+        h = self.conv(x)[:, :, : chars.shape[1]]
+        pad = torch.arange(chars.shape[1], device=chars.device)[None, :] >= lengths[:, None]
+        return h.masked_fill(pad.unsqueeze(1), float("-inf")).amax(dim=2).clamp(min=-1e4)
+
+
+class CharLSTM(nn.Module):
+    """Lample et al. (2016): a BiLSTM over characters; the final states of both directions."""
+
+    def __init__(self, num_chars: int, dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.LSTM(dim, hidden // 2, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * (hidden // 2)
+
+    def forward(self, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.embed(chars))
+        packed = pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, (h, _) = self.rnn(packed)
+        return torch.cat([h[0], h[1]], dim=1)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence within its own length, leaving the padding where it is.
+
+    This lets the backward direction run as a dense forward pass over padded input with
+    exactly the result of packed sequences, at the speed of the dense kernel.
+    """
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return x.gather(1, index.unsqueeze(2).expand_as(x))
+
+
+class Encoder(nn.Module):
+    """Stacked (bi)directional RNN/GRU/LSTM over padded, right-aligned-padding batches."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool,
+                 dropout: float):
+        super().__init__()
+        rnn = CELLS[cell]
+        self.bidirectional = bidirectional
+        self.forward_rnns = nn.ModuleList()
+        self.backward_rnns = nn.ModuleList()
+        size = input_size
+        for _ in range(layers):
+            self.forward_rnns.append(rnn(size, hidden, batch_first=True))
+            if bidirectional:
+                self.backward_rnns.append(rnn(size, hidden, batch_first=True))
+            size = hidden * (2 if bidirectional else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim = size
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        for i, fwd in enumerate(self.forward_rnns):
+            if i > 0:
+                x = self.dropout(x)
+            out, _ = fwd(x)
+            if self.bidirectional:
+                back, _ = self.backward_rnns[i](reverse_padded(x, lengths))
+                out = torch.cat([out, reverse_padded(back, lengths)], dim=2)
+            x = out
+        return x
+
+
+class RNNTagger(nn.Module):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        num_words: int,
+        num_chars: int,
+        num_tags: int,
+        word_dim: int,
+        constraints: tuple[list, list, list] | None = None,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.words = nn.Embedding(num_words, word_dim, padding_idx=0)
+        size = word_dim
+        self.casing = None
+        if cfg.casing_dim:
+            self.casing = nn.Embedding(len(CASING), cfg.casing_dim, padding_idx=0)
+            size += cfg.casing_dim
+        self.chars: nn.Module | None = None
+        if cfg.char_encoder == "cnn":
+            self.chars = CharCNN(num_chars, cfg.char_dim, cfg.char_hidden, cfg.char_kernel,
+                                 cfg.dropout)
+        elif cfg.char_encoder == "lstm":
+            self.chars = CharLSTM(num_chars, cfg.char_dim, cfg.char_hidden, cfg.dropout)
+        if self.chars is not None:
+            size += self.chars.out_dim
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder = Encoder(cfg.cell, size, cfg.hidden_size, cfg.layers, cfg.bidirectional,
+                               cfg.dropout)
+        self.proj = nn.Linear(self.encoder.out_dim, num_tags)
+        self.crf = CRF(num_tags, *(constraints or ())) if cfg.output == "crf" else None
+        if cfg.freeze_embeddings:
+            self.words.weight.requires_grad_(False)
+
+    def emissions(self, b: Batch) -> torch.Tensor:
+        words = b.words
+        if self.training and self.cfg.word_dropout > 0:
+            drop = torch.rand(words.shape, device=words.device) < self.cfg.word_dropout
+            words = words.masked_fill(drop & b.mask, 1)  # 1 is UNK
+        parts = [self.words(words)]
+        if self.casing is not None:
+            parts.append(self.casing(b.casing))
+        if self.chars is not None:
+            per_type = self.chars(b.chars, b.char_lengths)  # once per distinct token
+            parts.append(per_type[b.char_index])
+        x = self.dropout(torch.cat(parts, dim=2))
+        h = self.dropout(self.encoder(x, b.lengths))
+        return self.proj(h)
+
+    def loss(self, b: Batch) -> torch.Tensor:
+        """Mean over sentences of the CRF negative log-likelihood, or of the summed token
+        cross-entropy, so that learning rates mean the same for both heads."""
+        em = self.emissions(b)
+        assert b.tags is not None
+        if self.crf is not None:
+            return self.crf.nll(em, b.tags, b.mask) / em.shape[0]
+        ce = nn.functional.cross_entropy(em.transpose(1, 2), b.tags, reduction="none")
+        return (ce * b.mask).sum() / em.shape[0]
+
+    @torch.no_grad()
+    def decode(self, b: Batch) -> torch.Tensor:
+        em = self.emissions(b)
+        if self.crf is not None:
+            return self.crf.decode(em, b.mask)
+        return em.argmax(dim=2)

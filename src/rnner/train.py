@@ -1,0 +1,313 @@
+"""Training: one readable loop (`fit`) and the run directory it fills.
+
+A run directory holds everything needed to reload, evaluate and reproduce a model:
+`model.safetensors` (weights), `config.json` (the resolved config), `vocab.json`, `run.json`
+(provenance: versions, data hashes, schemes), `metrics.json` (best epoch, dev/test scores) and
+`log.jsonl` (one line per epoch). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import batching, embeddings, files, tags
+from .batching import Encoded
+from .config import Config
+from .conll import Sentence, read_conll
+from .metrics import entity_scores, token_report
+from .model import RNNTagger
+from .vocab import Vocabs, build_vocabs, word_key
+
+Hook = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Corpus:
+    """The splits as read, plus the scheme their tags came in (predictions go back to it)."""
+
+    train: list[Sentence]
+    dev: list[Sentence]
+    test: list[Sentence]
+    scheme: str
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def load_corpus(cfg: Config, need_test: bool = True) -> Corpus:
+    from .data import resolve_split
+
+    d = cfg.data
+    paths = {}
+    splits = {}
+    for split in ("train", "dev", "test"):
+        given = getattr(d, split)
+        if not given and split == "test" and not need_test:
+            continue
+        path = Path(given) if given else resolve_split(d.dataset, split, d.data_dir or None)
+        sents = read_conll(path, word_column=d.word_column, tag_column=d.tag_column)
+        if d.max_sentences:
+            sents = sents[: d.max_sentences]
+        splits[split] = sents
+        paths[split] = str(path)
+    scheme = tags.detect_scheme(s.tags for s in splits["train"])
+    return Corpus(splits["train"], splits["dev"], splits.get("test", []), scheme, paths)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_scheme(sents: Sequence[Sentence], scheme: str, source: str) -> list[list[str]]:
+    return [tags.convert(list(s.tags), scheme, source) for s in sents]
+
+
+def build_model(
+    cfg: Config, corpus: Corpus, rng: np.random.Generator
+) -> tuple[RNNTagger, Vocabs, dict[str, Any]]:
+    """Vocabularies from train (plus dev/test words that have a pretrained vector), the
+    embedding matrix, and the network. Returns facts worth recording (coverage, sizes)."""
+    m = cfg.model
+    pretrained = None if m.embeddings == "random" else embeddings.load(m.embeddings)
+    extra: list[str] = []
+    if pretrained is not None:
+        other = {t for s in corpus.dev + corpus.test for t in s.tokens}
+        extra = embeddings.known_words(pretrained, other)
+    train_tags = to_scheme(corpus.train, cfg.data.scheme, corpus.scheme)
+    vocabs = build_vocabs(
+        (s.tokens for s in corpus.train),
+        train_tags,
+        lowercase=cfg.data.lowercase,
+        min_freq=cfg.data.min_word_freq,
+        extra_words=extra,
+    )
+    info: dict[str, Any] = {"words": len(vocabs.words), "chars": len(vocabs.chars),
+                            "tags": len(vocabs.tags)}
+    names = vocabs.tags.itos
+    constraints = (
+        tags.allowed_transitions(names, cfg.data.scheme),
+        tags.allowed_start(names, cfg.data.scheme),
+        tags.allowed_end(names, cfg.data.scheme),
+    )
+    dim = pretrained.dim if pretrained is not None else m.word_dim
+    model = RNNTagger(m, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), dim, constraints)
+    if pretrained is not None:
+        surfaces: dict[str, str] = {}
+        for s in corpus.train + corpus.dev + corpus.test:
+            for t in s.tokens:
+                surfaces.setdefault(word_key(t, vocabs.lowercase), t)
+        matrix, coverage = embeddings.build_matrix(vocabs.words, surfaces, pretrained, rng)
+        with torch.no_grad():
+            model.words.weight.copy_(torch.from_numpy(matrix))
+        info["embedding_coverage"] = round(coverage, 4)
+    return model, vocabs, info
+
+
+def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    t = cfg.train
+    kw: dict[str, Any] = {"lr": t.lr, "weight_decay": t.weight_decay}
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, momentum=t.momentum, nesterov=t.nesterov, **kw)
+    if t.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, momentum=t.momentum, **kw)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
+           "adagrad": torch.optim.Adagrad}[t.optimizer]
+    return cls(params, **kw)
+
+
+def make_schedule(cfg: Config, opt: torch.optim.Optimizer) -> Any:
+    """Stepped once per epoch; 'plateau' is stepped with the dev F1."""
+    t = cfg.train
+    if t.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=t.gamma, patience=max(1, t.patience // 3)
+        )
+    factors: dict[str, Callable[[int], float]] = {
+        "constant": lambda e: 1.0,
+        "inverse_time": lambda e: 1.0 / (1.0 + t.lr_decay * e),
+        "step": lambda e: t.gamma ** (e // t.step_size),
+        "cosine": lambda e: 0.5 * (1 + math.cos(math.pi * min(e, t.epochs) / t.epochs)),
+    }
+    return torch.optim.lr_scheduler.LambdaLR(opt, factors[t.schedule])
+
+
+@torch.no_grad()
+def predict_ids(model: RNNTagger, batches: list[batching.Batch], n: int,
+                device: torch.device) -> list[list[int]]:
+    """Tag ids per sentence, in dataset order."""
+    model.eval()
+    out: list[list[int]] = [[] for _ in range(n)]
+    for b in batches:
+        ids = model.decode(b.to(device)).cpu().numpy()
+        for row, i, length in zip(ids, b.index.tolist(), b.lengths.tolist(), strict=True):
+            out[i] = row[:length].tolist()
+    return out
+
+
+def evaluate_split(
+    model: RNNTagger,
+    batches: list[batching.Batch],
+    sents: Sequence[Sentence],
+    vocabs: Vocabs,
+    train_scheme: str,
+    source_scheme: str,
+    device: torch.device,
+    report: bool = False,
+) -> dict[str, Any]:
+    """Entity scores (conlleval) on predictions mapped back to the file's own scheme."""
+    ids = predict_ids(model, batches, len(sents), device)
+    names = vocabs.tags.itos
+    pred = [tags.convert([names[i] for i in row], source_scheme, train_scheme) for row in ids]
+    gold = [list(s.tags) for s in sents]
+    result: dict[str, Any] = {"entity": entity_scores(gold, pred).to_dict()}
+    if report:
+        text, table = token_report(gold, pred)
+        result["token"] = {"accuracy": result["entity"]["accuracy"], "report": table,
+                           "report_text": text}
+    result["predictions"] = pred
+    return result
+
+
+def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, train_scheme: str,
+                 source_scheme: str) -> Encoded:
+    tag_seqs = to_scheme(sents, train_scheme, source_scheme)
+    # Tags that training never saw cannot be predicted; encode them as O for the loss-free
+    # evaluation path (gold strings are scored from the file, not from these ids).
+    known = vocabs.tags
+    safe = [[t if t in known else "O" for t in ts] for ts in tag_seqs]
+    return batching.encode([s.tokens for s in sents], vocabs, safe)
+
+
+def fit(
+    cfg: Config,
+    output: str | Path,
+    corpus: Corpus | None = None,
+    hooks: Sequence[Hook] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train on `train`, keep the epoch with the best dev entity F1, score it on test."""
+    t = cfg.train
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    set_seed(t.seed)
+    rng = np.random.default_rng(t.seed)
+    device = pick_device(t.device)
+    corpus = corpus or load_corpus(cfg)
+    model, vocabs, info = build_model(cfg, corpus, rng)
+    model.to(device)
+    scheme, source = cfg.data.scheme, corpus.scheme
+
+    train_data = encode_split(corpus.train, vocabs, scheme, source)
+    dev_batches = list(batching.iterate(encode_split(corpus.dev, vocabs, scheme, source),
+                                        t.eval_batch_size))
+    opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    sched = make_schedule(cfg, opt)
+
+    from .predict import save_run  # the run-directory format lives with its loader
+    from .provenance import describe
+
+    meta = {"source_scheme": source, **info, **describe(corpus.paths, t.seed)}
+    save_run(out, model, vocabs, cfg, meta)
+    log_path = out / "log.jsonl"
+    log_lines: list[str] = []
+    best_f1, best_epoch, stale = -1.0, 0, 0
+    best_state: dict[str, torch.Tensor] = {}
+    started = time.perf_counter()
+    for epoch in range(1, t.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        total_loss, seen_sents, seen_tokens = 0.0, 0, 0
+        batches = batching.batch_indices(train_data.lengths, t.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+                   disable=not progress, dynamic_ncols=True)
+        for step, index in enumerate(bar):
+            b = batching.make_batch(train_data, index).to(device)
+            loss = model.loss(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
+            opt.step()
+            total_loss += loss.item() * len(index)
+            seen_sents += len(index)
+            seen_tokens += b.num_tokens
+            if progress and step % 20 == 0:
+                rate = seen_sents / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{total_loss / seen_sents:.3f}", sents_s=f"{rate:.0f}")
+        train_time = time.perf_counter() - t0
+        dev = evaluate_split(model, dev_batches, corpus.dev, vocabs, scheme, source, device)
+        dev_f1 = dev["entity"]["f1"]
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(dev_f1)
+        else:
+            sched.step()
+        improved = dev_f1 > best_f1
+        if improved:
+            best_f1, best_epoch, stale = dev_f1, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_run(out, model, vocabs, cfg, None)
+        else:
+            stale += 1
+        record = {
+            "epoch": epoch,
+            "train_loss": total_loss / max(seen_sents, 1),
+            "dev_precision": dev["entity"]["precision"],
+            "dev_recall": dev["entity"]["recall"],
+            "dev_f1": dev_f1,
+            "lr": opt.param_groups[0]["lr"],
+            "train_seconds": round(train_time, 3),
+            "sentences_per_s": round(seen_sents / train_time, 1),
+            "tokens_per_s": round(seen_tokens / train_time, 1),
+            "elapsed_seconds": round(time.perf_counter() - started, 3),
+            "best": improved,
+        }
+        log_lines.append(json.dumps(record))
+        files.write_text(log_path, "\n".join(log_lines) + "\n")
+        for hook in hooks:
+            hook(record)
+        if progress:
+            tqdm.write(
+                f"epoch {epoch:3d}  loss {record['train_loss']:8.4f}  dev P/R/F1 "
+                f"{100 * record['dev_precision']:.2f}/{100 * record['dev_recall']:.2f}/"
+                f"{100 * dev_f1:.2f}  {train_time:5.1f}s  {record['sentences_per_s']:.0f} sent/s"
+                + ("  *" if improved else "")
+            )
+        if t.patience and stale >= t.patience:
+            break
+
+    model.load_state_dict(best_state)
+    metrics: dict[str, Any] = {
+        "best_epoch": best_epoch,
+        "epochs_run": epoch,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "device": str(device),
+    }
+    for split, sents in (("dev", corpus.dev), ("test", corpus.test)):
+        if not sents:
+            continue
+        batches = list(batching.iterate(encode_split(sents, vocabs, scheme, source),
+                                        t.eval_batch_size))
+        res = evaluate_split(model, batches, sents, vocabs, scheme, source, device, report=True)
+        res.pop("predictions")
+        metrics[split] = res
+    files.write_json(out / "metrics.json", metrics)
+    return metrics

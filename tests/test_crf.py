@@ -1,0 +1,61 @@
+import itertools
+
+import pytest
+import torch
+
+from rnner.crf import CRF
+
+
+def brute_force(crf: CRF, em: torch.Tensor, length: int) -> tuple[torch.Tensor, list[int]]:
+    """log Z and the best path of one sentence by enumerating every tag sequence."""
+    trans, start, end = crf._scores()
+    k = em.shape[1]
+    scores = {}
+    for path in itertools.product(range(k), repeat=length):
+        s = start[path[0]] + em[0, path[0]] + end[path[-1]]
+        for t in range(1, length):
+            s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
+        scores[path] = s
+    log_z = torch.logsumexp(torch.stack(list(scores.values())), 0)
+    best = max(scores, key=lambda p: scores[p].item())
+    return log_z, list(best)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_forward_and_viterbi_match_enumeration(constrained):
+    torch.manual_seed(0)
+    k, lengths = 4, [4, 1, 3]
+    allowed = [(i, j) for i in range(k) for j in range(k) if (i + j) % 3] if constrained else None
+    crf = CRF(k, allowed, [0, 1, 2] if constrained else None, [1, 2, 3] if constrained else None)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start.normal_()
+        crf.end.normal_()
+    em = torch.randn(len(lengths), max(lengths), k)
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    log_z = crf.log_partition(em, mask)
+    best = crf.decode(em, mask)
+    for i, n in enumerate(lengths):
+        ref_z, ref_best = brute_force(crf, em[i, :n], n)
+        assert log_z[i].item() == pytest.approx(ref_z.item(), abs=1e-4)
+        assert best[i, :n].tolist() == ref_best
+
+
+def test_nll_falls_with_training_and_gold_path_wins():
+    torch.manual_seed(0)
+    crf = CRF(3)
+    em = torch.zeros(2, 5, 3, requires_grad=True)
+    tags = torch.tensor([[0, 1, 2, 1, 0], [2, 2, 1, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    opt = torch.optim.Adam([em, *crf.parameters()], lr=0.1)
+    first = None
+    for _ in range(50):
+        loss = crf.nll(em, tags, mask)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 10
+    decoded = crf.decode(em.detach(), mask)
+    assert decoded[0].tolist() == tags[0].tolist()
+    assert decoded[1, :3].tolist() == tags[1, :3].tolist()
