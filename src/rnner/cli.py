@@ -24,8 +24,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import Config
-    from .train import fit
+    from .config import Config, ConfigError
+    from .train import Interrupted, fit
 
     overrides = list(args.set or [])
     for split in ("train", "dev", "test"):
@@ -35,9 +35,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
-    cfg = Config.load(args.config, overrides)
-    output = args.output or f"runs/{Path(args.config).stem}"
-    metrics = fit(cfg, output, progress=not args.quiet)
+    if args.resume:
+        output = args.resume
+        cfg = Config.load(Path(args.resume) / "config.json")
+    else:
+        if not args.config:
+            raise ConfigError("file", "give a CONFIG.toml, or --resume RUN_DIR")
+        cfg = Config.load(args.config, overrides)
+        output = args.output or f"runs/{Path(args.config).stem}"
+    try:
+        metrics = fit(cfg, output, progress=not args.quiet, resume=bool(args.resume))
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
     _print_final(metrics, output)
     return 0
 
@@ -121,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model from a TOML config")
-    t.add_argument("config")
+    t.add_argument("config", nargs="?", help="TOML config (not needed with --resume)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a config value (repeatable)")
     t.add_argument("--train", help="training file (CoNLL columns)")

@@ -49,6 +49,12 @@ def save_run(
         files.write_json(out / "run.json", {"word_dim": model.words.embedding_dim, **meta})
 
 
+def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    state = load_safetensors((Path(path) / "model.safetensors").read_bytes())
+    return {k: v.float().to(device) if v.is_floating_point() else v.to(device)
+            for k, v in state.items()}
+
+
 def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, Config, dict]:
     """Load a run directory without unpickling anything."""
     d = Path(path)
@@ -72,8 +78,7 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
                    tags.allowed_end(names, scheme))
     model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
                       meta["word_dim"], constraints)
-    state = load_safetensors((d / "model.safetensors").read_bytes())
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict(load_weights(d))
     return model.to(device).eval(), vocabs, cfg, meta
 
 

@@ -8,11 +8,15 @@ A run directory holds everything needed to reload, evaluate and reproduce a mode
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import batching, embeddings, files, tags
+from . import batching, checkpoint, embeddings, files, tags
 from .batching import Encoded
 from .config import Config
 from .conll import Sentence, read_conll
 from .metrics import entity_scores, token_report
 from .model import RNNTagger
+from .provenance import describe
 from .vocab import Vocabs, build_vocabs, word_key
 
 Hook = Callable[[dict[str, Any]], None]
@@ -195,17 +200,79 @@ def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, train_scheme: str,
     return batching.encode([s.tokens for s in sents], vocabs, safe)
 
 
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after writing a checkpoint."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        super().__init__(f"interrupted; resume with: rnner train --resume {output}")
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[bool]]:
+    """A flag set by Ctrl-C or SIGTERM, so the loop stops between two batches."""
+    flag = [False]
+
+    def handler(signum: int, frame: Any) -> None:
+        flag[0] = True
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+@dataclass
+class Progress:
+    """Counters a resumed run needs besides model, optimizer and RNGs."""
+
+    epoch: int = 1  # the epoch in progress
+    position: int = 0  # batches of it already done
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+    elapsed: float = 0.0
+    epoch_seconds: float = 0.0  # of the epoch in progress, and its running totals:
+    loss: float = 0.0
+    sentences: int = 0
+    tokens: int = 0
+    log: list[str] = field(default_factory=list)
+
+
+def _save_checkpoint(out: Path, model: RNNTagger, opt: torch.optim.Optimizer, sched: Any,
+                     progress: Progress, epoch_rng: dict) -> None:
+    checkpoint.save(out, {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "progress": dataclasses.asdict(progress),
+        "epoch_rng": epoch_rng,  # numpy state at the start of the epoch: same batch order
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": random.getstate(),
+    })
+
+
 def fit(
     cfg: Config,
     output: str | Path,
     corpus: Corpus | None = None,
     hooks: Sequence[Hook] = (),
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train on `train`, keep the epoch with the best dev entity F1, score it on test."""
+    """Train on `train`, keep the epoch with the best dev entity F1, score it on test.
+
+    A checkpoint is written after every epoch and on SIGINT/SIGTERM (then `Interrupted` is
+    raised); `resume=True` continues from it and ends with exactly the metrics of an
+    uninterrupted run (on the CPU).
+    """
     t = cfg.train
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     if t.threads:
         torch.set_num_threads(t.threads)
     set_seed(t.seed)
@@ -222,83 +289,117 @@ def fit(
     opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     sched = make_schedule(cfg, opt)
 
-    from .predict import save_run  # the run-directory format lives with its loader
-    from .provenance import describe
+    from .predict import load_weights, save_run  # the run-directory format lives with its loader
 
-    meta = {"source_scheme": source, **info, **describe(corpus.paths, t.seed)}
-    save_run(out, model, vocabs, cfg, meta)
-    log_path = out / "log.jsonl"
-    log_lines: list[str] = []
-    best_f1, best_epoch, stale = -1.0, 0, 0
+    state = Progress()
     best_state: dict[str, torch.Tensor] = {}
-    started = time.perf_counter()
-    for epoch in range(1, t.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        total_loss, seen_sents, seen_tokens = 0.0, 0, 0
-        batches = batching.batch_indices(train_data.lengths, t.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
-                   disable=not progress, dynamic_ncols=True)
-        for step, index in enumerate(bar):
-            b = batching.make_batch(train_data, index).to(device)
-            loss = model.loss(b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
-            opt.step()
-            total_loss += loss.item() * len(index)
-            seen_sents += len(index)
-            seen_tokens += b.num_tokens
-            if progress and step % 20 == 0:
-                rate = seen_sents / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{total_loss / seen_sents:.3f}", sents_s=f"{rate:.0f}")
-        train_time = time.perf_counter() - t0
-        dev = evaluate_split(model, dev_batches, corpus.dev, vocabs, scheme, source, device)
-        dev_f1 = dev["entity"]["f1"]
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(dev_f1)
-        else:
-            sched.step()
-        improved = dev_f1 > best_f1
-        if improved:
-            best_f1, best_epoch, stale = dev_f1, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_run(out, model, vocabs, cfg, None)
-        else:
-            stale += 1
-        record = {
-            "epoch": epoch,
-            "train_loss": total_loss / max(seen_sents, 1),
-            "dev_precision": dev["entity"]["precision"],
-            "dev_recall": dev["entity"]["recall"],
-            "dev_f1": dev_f1,
-            "lr": opt.param_groups[0]["lr"],
-            "train_seconds": round(train_time, 3),
-            "sentences_per_s": round(seen_sents / train_time, 1),
-            "tokens_per_s": round(seen_tokens / train_time, 1),
-            "elapsed_seconds": round(time.perf_counter() - started, 3),
-            "best": improved,
-        }
-        log_lines.append(json.dumps(record))
-        files.write_text(log_path, "\n".join(log_lines) + "\n")
-        for hook in hooks:
-            hook(record)
-        if progress:
-            tqdm.write(
-                f"epoch {epoch:3d}  loss {record['train_loss']:8.4f}  dev P/R/F1 "
-                f"{100 * record['dev_precision']:.2f}/{100 * record['dev_recall']:.2f}/"
-                f"{100 * dev_f1:.2f}  {train_time:5.1f}s  {record['sentences_per_s']:.0f} sent/s"
-                + ("  *" if improved else "")
-            )
-        if t.patience and stale >= t.patience:
-            break
+    epoch_rng: dict | None = None
+    if resume:
+        ck = checkpoint.load(out)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        state = Progress(**ck["progress"])
+        epoch_rng = ck["epoch_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        random.setstate(_tuples(ck["python_rng"]))
+        if state.best_epoch:
+            best_state = load_weights(out, device)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"source_scheme": source, **info, **describe(corpus.paths, t.seed)}
+        save_run(out, model, vocabs, cfg, meta)
+    log_path = out / "log.jsonl"
+    started = time.perf_counter() - state.elapsed
+    with _stop_requests() as stop:
+        while state.epoch <= t.epochs:
+            epoch = state.epoch
+            if epoch_rng is not None:
+                rng.bit_generator.state = epoch_rng
+            epoch_rng = rng.bit_generator.state
+            batches = batching.batch_indices(train_data.lengths, t.batch_size, rng)
+            model.train()
+            t0 = time.perf_counter() - state.epoch_seconds
+            bar = tqdm(batches[state.position :], desc=f"epoch {epoch}", unit="batch",
+                       leave=False, disable=not progress, dynamic_ncols=True,
+                       initial=state.position, total=len(batches))
+            for step, index in enumerate(bar, start=state.position):
+                b = batching.make_batch(train_data, index).to(device)
+                loss = model.loss(b)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
+                opt.step()
+                state.loss += loss.item() * len(index)
+                state.sentences += len(index)
+                state.tokens += b.num_tokens
+                if progress and step % 20 == 0:
+                    rate = state.sentences / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{state.loss / state.sentences:.3f}",
+                                    sents_s=f"{rate:.0f}")
+                if stop[0]:
+                    state.position = step + 1
+                    state.epoch_seconds = time.perf_counter() - t0
+                    state.elapsed = time.perf_counter() - started
+                    _save_checkpoint(out, model, opt, sched, state, epoch_rng)
+                    bar.close()
+                    raise Interrupted(out)
+            bar.close()
+            train_time = time.perf_counter() - t0
+            dev = evaluate_split(model, dev_batches, corpus.dev, vocabs, scheme, source, device)
+            dev_f1 = dev["entity"]["f1"]
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(dev_f1)
+            else:
+                sched.step()
+            improved = dev_f1 > state.best_f1
+            if improved:
+                state.best_f1, state.best_epoch, state.stale = dev_f1, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                save_run(out, model, vocabs, cfg, None)
+            else:
+                state.stale += 1
+            record = {
+                "epoch": epoch,
+                "train_loss": state.loss / max(state.sentences, 1),
+                "dev_precision": dev["entity"]["precision"],
+                "dev_recall": dev["entity"]["recall"],
+                "dev_f1": dev_f1,
+                "lr": opt.param_groups[0]["lr"],
+                "train_seconds": round(train_time, 3),
+                "sentences_per_s": round(state.sentences / train_time, 1),
+                "tokens_per_s": round(state.tokens / train_time, 1),
+                "elapsed_seconds": round(time.perf_counter() - started, 3),
+                "best": improved,
+            }
+            state.log.append(json.dumps(record))
+            files.write_text(log_path, "\n".join(state.log) + "\n")
+            state.epoch, state.position, state.epoch_seconds = epoch + 1, 0, 0.0
+            state.loss, state.sentences, state.tokens = 0.0, 0, 0
+            state.elapsed = time.perf_counter() - started
+            epoch_rng = None
+            done = bool(t.patience and state.stale >= t.patience)
+            if done or state.epoch > t.epochs:
+                state.epoch = t.epochs + 1
+            _save_checkpoint(out, model, opt, sched, state, rng.bit_generator.state)
+            for hook in hooks:
+                hook(record)
+            if progress:
+                tqdm.write(
+                    f"epoch {epoch:3d}  loss {record['train_loss']:8.4f}  dev P/R/F1 "
+                    f"{100 * record['dev_precision']:.2f}/{100 * record['dev_recall']:.2f}/"
+                    f"{100 * dev_f1:.2f}  {train_time:5.1f}s  "
+                    f"{record['sentences_per_s']:.0f} sent/s" + ("  *" if improved else "")
+                )
+            if done:
+                break
 
     model.load_state_dict(best_state)
     metrics: dict[str, Any] = {
-        "best_epoch": best_epoch,
-        "epochs_run": epoch,
-        "train_seconds": round(time.perf_counter() - started, 2),
+        "best_epoch": state.best_epoch,
+        "epochs_run": len(state.log),
+        "train_seconds": round(state.elapsed, 2),
         "device": str(device),
     }
     for split, sents in (("dev", corpus.dev), ("test", corpus.test)):
@@ -311,3 +412,8 @@ def fit(
         metrics[split] = res
     files.write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _tuples(x: Any) -> Any:
+    """JSON turned Python's random state tuples into lists; turn them back."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
