@@ -64,6 +64,19 @@ def _print_final(metrics: dict, output: str) -> None:
         print(metrics["test"]["token"]["report_text"])
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .experiment import markdown, run
+
+    Config.load(args.config, args.set)  # fail fast on a bad config, before any process starts
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    output = args.output or f"runs/{Path(args.config).stem}-seeds"
+    summary = run(args.config, seeds, output, list(args.set or []), workers=args.workers)
+    print(markdown(summary, args.config), end="")
+    print(f"summary: {output}/summary.json")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import conll, metrics
     from .predict import Tagger
@@ -143,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     t.set_defaults(func=cmd_train)
+
+    x = sub.add_parser("experiment", help="train one config with several seeds; mean ± std")
+    x.add_argument("config")
+    x.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
+    x.add_argument("--first-seed", type=int, default=1)
+    x.add_argument("--workers", type=int, default=0, help="parallel runs (default: cores)")
+    x.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    x.add_argument("--output", help="directory (default runs/CONFIG-seeds)")
+    x.set_defaults(func=cmd_experiment)
 
     e = sub.add_parser("evaluate", help="score a run directory on a labelled file")
     e.add_argument("run_dir")

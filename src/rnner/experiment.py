@@ -1,0 +1,134 @@
+"""Multi-seed experiments: the same config trained with N seeds (in parallel processes),
+summarised as mean, std, min and max of dev and test entity F1, overall and per type.
+
+Accuracy claims in this project are means over seeds: a single run's F1 on CoNLL-2003 moves
+by several tenths of a point with the seed alone (Reimers & Gurevych, 2017).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from . import files
+from .config import Config
+
+
+def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
+             threads: int) -> dict[str, Any]:
+    from .train import fit
+
+    cfg = Config.load(config_path, [*overrides, f"train.seed={seed}", f"train.threads={threads}"])
+    t0 = time.perf_counter()
+    metrics = fit(cfg, output, progress=False)
+    return {"seed": seed, "output": output, "wall_seconds": round(time.perf_counter() - t0, 1),
+            **metrics}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds; the best-dev run is the one a user should keep (never best-test)."""
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in runs], "n": len(runs)}
+    for split in ("dev", "test"):
+        if not all(split in r for r in runs):
+            continue
+        f1 = [r[split]["entity"]["f1"] for r in runs]
+        types = sorted(runs[0][split]["entity"]["per_type"])
+        out[split] = {
+            "f1": _stats(f1),
+            "per_type": {
+                t: _stats([r[split]["entity"]["per_type"].get(t, {"f1": 0.0})["f1"]
+                           for r in runs])
+                for t in types
+            },
+        }
+    best = max(runs, key=lambda r: r["dev"]["entity"]["f1"])
+    out["best_dev_run"] = best["output"]
+    out["best_epochs"] = [r["best_epoch"] for r in runs]
+    out["wall_seconds"] = _stats([r["wall_seconds"] for r in runs])
+    out["device"] = runs[0]["device"]
+    out["runs"] = [
+        {"seed": r["seed"], "output": r["output"], "best_epoch": r["best_epoch"],
+         "dev_f1": r["dev"]["entity"]["f1"], "test_f1": r.get("test", {}).get("entity", {})
+         .get("f1"), "wall_seconds": r["wall_seconds"]}
+        for r in runs
+    ]
+    return out
+
+
+def markdown(summary: dict[str, Any], title: str) -> str:
+    def pm(s: dict[str, float]) -> str:
+        return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
+
+    lines = [f"## {title}", "", f"{summary['n']} seeds on {summary['device']}; "
+             f"best epochs {summary['best_epochs']}; wall time per run "
+             f"{summary['wall_seconds']['mean']:.0f} s (mean)", "",
+             "| split | F1 mean ± std | min | max | " +
+             " | ".join(summary["dev"]["per_type"]) + " |",
+             "|---|---|---|---|" + "---|" * len(summary["dev"]["per_type"])]
+    for split in ("dev", "test"):
+        if split in summary:
+            s = summary[split]
+            lines.append(
+                f"| {split} | {pm(s['f1'])} | {100 * s['f1']['min']:.2f} | "
+                f"{100 * s['f1']['max']:.2f} | "
+                + " | ".join(pm(v) for v in s["per_type"].values()) + " |"
+            )
+    lines += ["", "| seed | best epoch | dev F1 | test F1 | wall s |", "|---|---|---|---|---|"]
+    for r in summary["runs"]:
+        test = f"{100 * r['test_f1']:.2f}" if r["test_f1"] is not None else "-"
+        lines.append(f"| {r['seed']} | {r['best_epoch']} | {100 * r['dev_f1']:.2f} | {test} | "
+                     f"{r['wall_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[str],
+        workers: int = 0) -> dict[str, Any]:
+    """Train every seed (skipping seeds whose run already finished) and write the summary."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    workers = workers or min(len(seeds), cores)
+    threads = max(1, cores // workers)
+    runs: list[dict[str, Any]] = []
+    todo = []
+    for seed in seeds:
+        run_dir = out / f"seed{seed}"
+        done = run_dir / "metrics.json"
+        if done.is_file():
+            metrics = json.loads(done.read_text())
+            wall = metrics.get("train_seconds", 0.0)
+            runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
+        else:
+            todo.append(seed)
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_one, config_path, overrides, s, str(out / f"seed{s}"),
+                               threads): s for s in todo}
+        for fut in cf.as_completed(futures):
+            r = fut.result()
+            runs.append(r)
+            print(f"seed {r['seed']}: dev F1 {100 * r['dev']['entity']['f1']:.2f}"
+                  + (f", test F1 {100 * r['test']['entity']['f1']:.2f}" if "test" in r else "")
+                  + f" ({r['wall_seconds']:.0f} s)", flush=True)
+    runs.sort(key=lambda r: r["seed"])
+    summary = summarise(runs)
+    summary["config"] = str(config_path)
+    summary["overrides"] = overrides
+    files.write_json(out / "summary.json", summary)
+    files.write_text(out / "summary.md", markdown(summary, f"{config_path} {' '.join(overrides)}"))
+    return summary
