@@ -120,6 +120,45 @@ def encode(
     return Encoded(table, np.array(flat, dtype=np.int64), tag_ids, offsets, lengths)
 
 
+def units(doc_ids: Sequence[int], lengths: Sequence[int], context: str,
+          max_tokens: int) -> list[list[int]]:
+    """How sentences are grouped into the sequences the network reads.
+
+    "sentence": each alone. "document": consecutive sentences of one document packed into
+    sequences of at most `max_tokens` tokens, so the recurrent layer sees the neighbouring
+    sentences (a name spelled out in full earlier in an article disambiguates later mentions).
+    Tags are still scored per sentence.
+    """
+    if context == "sentence":
+        return [[i] for i in range(len(lengths))]
+    out: list[list[int]] = []
+    size = 0
+    for i, (doc, n) in enumerate(zip(doc_ids, lengths, strict=True)):
+        if out and doc == doc_ids[out[-1][-1]] and size + n <= max_tokens:
+            out[-1].append(i)
+            size += n
+        else:
+            out.append([i])
+            size = n
+    return out
+
+
+def join_units(items: Sequence[Sequence], groups: list[list[int]]) -> list[list]:
+    return [[x for i in g for x in items[i]] for g in groups]
+
+
+def split_units(rows: Sequence[Sequence], groups: list[list[int]],
+                lengths: Sequence[int]) -> list[list]:
+    """Inverse of join_units: per-unit outputs back to per-sentence ones."""
+    out: list[list] = [[] for _ in lengths]
+    for row, g in zip(rows, groups, strict=True):
+        pos = 0
+        for i in g:
+            out[i] = list(row[pos : pos + lengths[i]])
+            pos += lengths[i]
+    return out
+
+
 def make_batch(data: Encoded, index: np.ndarray) -> Batch:
     lengths = data.lengths[index]
     width = int(lengths.max())

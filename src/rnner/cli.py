@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tagger = Tagger.load(args.run_dir)
     sents = conll.read_conll(args.data, word_column=tagger.cfg.data.word_column,
                              tag_column=tagger.cfg.data.tag_column)
-    pred = tagger.tag([s.tokens for s in sents])
+    pred = tagger.tag([s.tokens for s in sents], doc_ids=[s.doc_id for s in sents])
     gold = [list(s.tags or ()) for s in sents]
     scores = metrics.entity_scores(gold, pred)
     text, table = metrics.token_report(gold, pred)
@@ -210,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = f"{e.filename}: {e.strerror}"
         print(msg, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rnner predict ... | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

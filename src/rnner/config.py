@@ -37,6 +37,8 @@ class DataConfig:
     lowercase: bool = True  # word vocabulary keys (GloVe 6B is lower-cased; chars keep case)
     min_word_freq: int = 1
     max_sentences: int = 0  # use only the first N sentences of each split (0: all)
+    context: str = "sentence"  # sentence | document: what one sequence of the network holds
+    max_context_tokens: int = 256  # document context: longest run of sentences, in tokens
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.scheme": ("IOB1", "IOB2", "BIOES", "IOE1"),
+    "data.context": ("sentence", "document"),
     "model.char_encoder": ("none", "cnn", "lstm"),
     "model.cell": ("rnn", "gru", "lstm"),
     "model.output": ("crf", "softmax"),
@@ -127,6 +130,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.min_word_freq": (1, None),
     "data.max_sentences": (0, None),
+    "data.max_context_tokens": (1, None),
     "model.word_dim": (1, None),
     "model.casing_dim": (0, None),
     "model.char_dim": (1, None),

@@ -168,22 +168,33 @@ class Tagger:
         model, vocabs, cfg, meta = load_run(path or default_model_path(), device)
         return cls(model, vocabs, cfg, meta, device)
 
-    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[str]]:
-        """Tags (in the training data's own scheme) for pre-tokenised sentences."""
-        todo = [i for i, s in enumerate(sentences) if len(s)]
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
+            doc_ids: Sequence[int] | None = None) -> list[list[str]]:
+        """Tags (in the training data's own scheme) for pre-tokenised sentences.
+
+        `doc_ids` say which sentences belong together, for models trained with document
+        context; without them all sentences given in one call count as one document.
+        """
+        keep = [i for i, s in enumerate(sentences) if len(s)]
         result: list[list[str]] = [[] for _ in sentences]
-        if not todo:
+        if not keep:
             return result
-        data = batching.encode([sentences[i] for i in todo], self.vocabs)
+        docs = [doc_ids[i] for i in keep] if doc_ids is not None else [0] * len(keep)
+        lengths = [len(sentences[i]) for i in keep]
+        groups = batching.units(docs, lengths, self.cfg.data.context,
+                                self.cfg.data.max_context_tokens)
+        data = batching.encode(batching.join_units([sentences[i] for i in keep], groups),
+                               self.vocabs)
         names = self.vocabs.tags.itos
+        rows: list[list[int]] = [[] for _ in groups]
         self.model.eval()
         with torch.inference_mode():
             for b in batching.iterate(data, batch_size):
                 ids = self.model.decode(b.to(self.device)).cpu().tolist()
                 for row, j, n in zip(ids, b.index.tolist(), b.lengths.tolist(), strict=True):
-                    result[todo[j]] = tags.convert(
-                        [names[k] for k in row[:n]], self.output_scheme, self.scheme
-                    )
+                    rows[j] = row[:n]
+        for i, row in zip(keep, batching.split_units(rows, groups, lengths), strict=True):
+            result[i] = tags.convert([names[k] for k in row], self.output_scheme, self.scheme)
         return result
 
     def predict(self, text: str | Sequence[str]) -> list[Span]:
@@ -203,7 +214,8 @@ class Tagger:
         texts = list(texts)
         per_text = [split_sentences(tokenize(t)) for t in texts]
         flat = [[tok for tok, _, _ in s] for sents in per_text for s in sents]
-        tagged = iter(self.tag(flat, batch_size))
+        docs = [d for d, sents in enumerate(per_text) for _ in sents]
+        tagged = iter(self.tag(flat, batch_size, docs))
         out = []
         for text, sents in zip(texts, per_text, strict=True):
             toks = [[tok for tok, _, _ in s] for s in sents]

@@ -90,7 +90,8 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
             if fmt == "conll":
                 sents = parse_conll((line for _, line in lines), name, labelled=False)
                 for chunk in _chunks(sents, CHUNK_LINES):
-                    tags = tagger.tag([s.tokens for s in chunk], batch_size)
+                    tags = tagger.tag([s.tokens for s in chunk], batch_size,
+                                      [s.doc_id for s in chunk])
                     for s, ts in zip(chunk, tags, strict=True):
                         out.write("".join(f"{w} {t}\n" for w, t in zip(s.tokens, ts, strict=True)))
                         out.write("\n")

@@ -153,33 +153,63 @@ def make_schedule(cfg: Config, opt: torch.optim.Optimizer) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(opt, factors[t.schedule])
 
 
+@dataclass
+class Split:
+    """A split encoded for the network: one row per unit (a sentence, or a run of
+    sentences of one document), and the map back to sentences."""
+
+    data: Encoded
+    groups: list[list[int]]
+    lengths: list[int]  # of the sentences
+
+    def batches(self, batch_size: int) -> list[batching.Batch]:
+        return list(batching.iterate(self.data, batch_size))
+
+
+def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, cfg: Config,
+                 source_scheme: str | None = None) -> Split:
+    """Tags (when `source_scheme` is given) are converted to the training scheme; tags that
+    training never saw become O here (gold is scored from the file, not from these ids)."""
+    groups = batching.units([s.doc_id for s in sents], [len(s) for s in sents],
+                            cfg.data.context, cfg.data.max_context_tokens)
+    tokens = batching.join_units([s.tokens for s in sents], groups)
+    tag_ids = None
+    if source_scheme is not None:
+        known = vocabs.tags
+        seqs = [[t if t in known else "O" for t in ts]
+                for ts in to_scheme(sents, cfg.data.scheme, source_scheme)]
+        tag_ids = batching.join_units(seqs, groups)
+    return Split(batching.encode(tokens, vocabs, tag_ids), groups, [len(s) for s in sents])
+
+
 @torch.no_grad()
-def predict_ids(model: RNNTagger, batches: list[batching.Batch], n: int,
+def predict_ids(model: RNNTagger, split: Split, batches: list[batching.Batch],
                 device: torch.device) -> list[list[int]]:
     """Tag ids per sentence, in dataset order."""
     model.eval()
-    out: list[list[int]] = [[] for _ in range(n)]
+    rows: list[list[int]] = [[] for _ in split.groups]
     for b in batches:
         ids = model.decode(b.to(device)).cpu().numpy()
         for row, i, length in zip(ids, b.index.tolist(), b.lengths.tolist(), strict=True):
-            out[i] = row[:length].tolist()
-    return out
+            rows[i] = row[:length].tolist()
+    return batching.split_units(rows, split.groups, split.lengths)
 
 
 def evaluate_split(
     model: RNNTagger,
+    split: Split,
     batches: list[batching.Batch],
     sents: Sequence[Sentence],
     vocabs: Vocabs,
-    train_scheme: str,
+    cfg: Config,
     source_scheme: str,
     device: torch.device,
     report: bool = False,
 ) -> dict[str, Any]:
     """Entity scores (conlleval) on predictions mapped back to the file's own scheme."""
-    ids = predict_ids(model, batches, len(sents), device)
+    ids = predict_ids(model, split, batches, device)
     names = vocabs.tags.itos
-    pred = [tags.convert([names[i] for i in row], source_scheme, train_scheme) for row in ids]
+    pred = [tags.convert([names[i] for i in row], source_scheme, cfg.data.scheme) for row in ids]
     gold = [list(s.tags) for s in sents]
     result: dict[str, Any] = {"entity": entity_scores(gold, pred).to_dict()}
     if report:
@@ -188,16 +218,6 @@ def evaluate_split(
                            "report_text": text}
     result["predictions"] = pred
     return result
-
-
-def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, train_scheme: str,
-                 source_scheme: str) -> Encoded:
-    tag_seqs = to_scheme(sents, train_scheme, source_scheme)
-    # Tags that training never saw cannot be predicted; encode them as O for the loss-free
-    # evaluation path (gold strings are scored from the file, not from these ids).
-    known = vocabs.tags
-    safe = [[t if t in known else "O" for t in ts] for ts in tag_seqs]
-    return batching.encode([s.tokens for s in sents], vocabs, safe)
 
 
 class Interrupted(Exception):
@@ -281,11 +301,11 @@ def fit(
     corpus = corpus or load_corpus(cfg)
     model, vocabs, info = build_model(cfg, corpus, rng)
     model.to(device)
-    scheme, source = cfg.data.scheme, corpus.scheme
+    source = corpus.scheme
 
-    train_data = encode_split(corpus.train, vocabs, scheme, source)
-    dev_batches = list(batching.iterate(encode_split(corpus.dev, vocabs, scheme, source),
-                                        t.eval_batch_size))
+    train_data = encode_split(corpus.train, vocabs, cfg, source).data
+    dev = encode_split(corpus.dev, vocabs, cfg, source)
+    dev_batches = dev.batches(t.eval_batch_size)
     opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     sched = make_schedule(cfg, opt)
 
@@ -347,8 +367,9 @@ def fit(
                     raise Interrupted(out)
             bar.close()
             train_time = time.perf_counter() - t0
-            dev = evaluate_split(model, dev_batches, corpus.dev, vocabs, scheme, source, device)
-            dev_f1 = dev["entity"]["f1"]
+            scores = evaluate_split(model, dev, dev_batches, corpus.dev, vocabs, cfg, source,
+                                    device)["entity"]
+            dev_f1 = scores["f1"]
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(dev_f1)
             else:
@@ -363,8 +384,8 @@ def fit(
             record = {
                 "epoch": epoch,
                 "train_loss": state.loss / max(state.sentences, 1),
-                "dev_precision": dev["entity"]["precision"],
-                "dev_recall": dev["entity"]["recall"],
+                "dev_precision": scores["precision"],
+                "dev_recall": scores["recall"],
                 "dev_f1": dev_f1,
                 "lr": opt.param_groups[0]["lr"],
                 "train_seconds": round(train_time, 3),
@@ -405,9 +426,9 @@ def fit(
     for split, sents in (("dev", corpus.dev), ("test", corpus.test)):
         if not sents:
             continue
-        batches = list(batching.iterate(encode_split(sents, vocabs, scheme, source),
-                                        t.eval_batch_size))
-        res = evaluate_split(model, batches, sents, vocabs, scheme, source, device, report=True)
+        enc = encode_split(sents, vocabs, cfg, source)
+        res = evaluate_split(model, enc, enc.batches(t.eval_batch_size), sents, vocabs, cfg,
+                             source, device, report=True)
         res.pop("predictions")
         metrics[split] = res
     files.write_json(out / "metrics.json", metrics)
