@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     for split in ("train", "dev", "test"):
         if getattr(args, split):
-            overrides.append(f'data.{split}="{getattr(args, split)}"')
+            overrides.append(f"data.{split}={json.dumps(getattr(args, split))}")
     if args.epochs:
         overrides.append(f"train.epochs={args.epochs}")
     if args.seed is not None:
@@ -85,6 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tagger = Tagger.load(args.run_dir)
     sents = conll.read_conll(args.data, word_column=tagger.cfg.data.word_column,
                              tag_column=tagger.cfg.data.tag_column)
+    types = {tag.split("-", 1)[1] for tag in tagger.vocabs.tags.itos if tag != "O"}
+    conll.check_tags(sents, args.data, types=types)
     pred = tagger.tag([s.tokens for s in sents], doc_ids=[s.doc_id for s in sents])
     gold = [list(s.tags or ()) for s in sents]
     scores = metrics.entity_scores(gold, pred)

@@ -275,3 +275,36 @@ def write_conll(
     """Write sentences (and optionally predicted tags) atomically; see format_conll."""
     with atomic_open(path, "w") as f:
         f.writelines(format_conll(sentences, predictions))
+
+
+def check_tags(
+    sentences: Sequence[Sentence],
+    path: str | os.PathLike[str],
+    scheme: str | None = None,
+    types: Iterable[str] | None = None,
+) -> str:
+    """Check a labelled file's tags against its own scheme (detected when not given) and,
+    with `types`, against the entity types a model knows. Returns the scheme.
+
+    A model cannot predict a type it never saw, and a tag that breaks the scheme has no
+    single reading as spans: both are input errors, reported at their line.
+    """
+    from . import tags as tagging
+
+    labelled = [s for s in sentences if s.tags is not None]
+    scheme = scheme or tagging.detect_scheme(s.tags for s in labelled)
+    known = set(types) if types is not None else None
+    for s in labelled:
+        bad = tagging.validate(s.tags, scheme)
+        if bad is not None:
+            raise InputError(path, s.line + bad, f"tag {s.tags[bad]!r} breaks the {scheme} scheme")
+        if known is not None:
+            for i, tag in enumerate(s.tags):
+                kind = tagging.split_tag(tag)[1]
+                if kind is not None and kind not in known:
+                    raise InputError(
+                        path, s.line + i,
+                        f"entity type {kind!r} (tag {tag!r}) does not occur in the training "
+                        f"data (known types: {', '.join(sorted(known))})",
+                    )
+    return scheme

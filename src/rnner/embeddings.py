@@ -63,32 +63,50 @@ def load_packaged() -> Pretrained:
 def load_text(path: Path) -> Pretrained:
     """GloVe (`word v1 .. vd`) or word2vec text (same, after an `N d` header line).
 
-    Words may contain spaces in some GloVe releases, so the vector is the last `dim` fields.
+    Words may contain spaces in some GloVe releases, so the vector is the last `dim` fields;
+    `dim` comes from the header, else from the trailing numbers of the first line.
     """
+    from .conll import InputError
+
     opener = gzip.open if path.suffix == ".gz" else open
     index: dict[str, int] = {}
     rows: list[np.ndarray] = []
     dim = None
-    with opener(path, "rt", encoding="utf-8", errors="strict") as f:
-        for lineno, line in enumerate(f, 1):
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(path, lineno, "not UTF-8 text") from None
             fields = line.rstrip("\n\r ").split(" ")
             if lineno == 1 and len(fields) == 2 and all(x.isdigit() for x in fields):
-                continue  # word2vec header
+                dim = int(fields[1])  # word2vec header
+                continue
             if dim is None:
                 dim = len(fields) - 1
+                while dim > 1 and not _is_number(fields[-dim]):
+                    dim -= 1
             if len(fields) < dim + 1:
-                raise ValueError(f"{path}:{lineno}: expected a word and {dim} numbers")
+                raise InputError(path, lineno, f"expected a word and {dim} numbers")
             word = " ".join(fields[:-dim])
             try:
                 vec = np.asarray(fields[-dim:], dtype=np.float32)
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: vector has a non-number") from None
+                raise InputError(path, lineno, "vector has a non-number") from None
             if word not in index:
                 index[word] = len(rows)
                 rows.append(vec)
     if not rows:
-        raise ValueError(f"{path}: no vectors found")
+        raise InputError(path, None, "no vectors found")
     return Pretrained(index, np.stack(rows))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def known_words(pretrained: Pretrained, tokens: Iterable[str]) -> list[str]:

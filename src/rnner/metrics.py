@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rnner.tags import conlleval_chunks
+from rnner.tags import conlleval_chunks, split_tag
 
 BOUNDARY = "-X-"  # conlleval's sentence-boundary marker in the first column
 DOCSTART = "-DOCSTART-"
@@ -75,8 +75,8 @@ class EntityScores:
 class ScoreInputError(ValueError):
     """Bad scorer input, located by path and 1-based line so the user can fix the file."""
 
-    def __init__(self, path: str, line: int, message: str):
-        super().__init__(f"{path}:{line}: {message}")
+    def __init__(self, path: str, line: int | None, message: str):
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
         self.path = path
         self.line = line
         self.message = message
@@ -183,6 +183,7 @@ def _parse_conlleval(
     gold: list[str] = []
     pred: list[str] = []
     columns: int | None = None
+    real_tokens = 0
     for lineno, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields or fields[0] == BOUNDARY:
@@ -200,18 +201,31 @@ def _parse_conlleval(
             raise ScoreInputError(
                 path, lineno, "expected at least 2 columns (gold tag, predicted tag), found 1"
             )
-        if skip_docstart and fields[0] == DOCSTART:
-            continue
+        if fields[0] == DOCSTART:
+            if skip_docstart:
+                continue
+        else:
+            real_tokens += 1
+            for tag in fields[-2:]:
+                try:
+                    split_tag(tag)
+                except ValueError as e:
+                    raise ScoreInputError(path, lineno, str(e)) from None
         gold.append(fields[-2])
         pred.append(fields[-1])
     if gold:
         gold_sents.append(gold)
         pred_sents.append(pred)
+    if not real_tokens:
+        raise ScoreInputError(path, None, "no sentences found")
     return gold_sents, pred_sents
 
 
 def read_conlleval(
-    source: str | os.PathLike[str] | Iterable[str], *, skip_docstart: bool = False
+    source: str | os.PathLike[str] | Iterable[str],
+    *,
+    skip_docstart: bool = False,
+    path: str = "<input>",
 ) -> tuple[list[list[str]], list[list[str]]]:
     """Parse conlleval input (a path, or an iterable of lines) into gold and predicted tags.
 
@@ -222,10 +236,11 @@ def read_conlleval(
     as conlleval requires; violations raise ScoreInputError naming path and line.
     """
     if isinstance(source, str | os.PathLike):
+        from .conll import read_text  # decoding errors reported as path:line
+
         path = os.fspath(source)
-        with open(path, encoding="utf-8") as handle:
-            return _parse_conlleval(handle, path, skip_docstart)
-    return _parse_conlleval(source, "<input>", skip_docstart)
+        return _parse_conlleval(read_text(path).split("\n"), path, skip_docstart)
+    return _parse_conlleval(source, path, skip_docstart)
 
 
 def _flatten(gold: Tags, pred: Tags) -> tuple[list[str], list[str], list[str]]:

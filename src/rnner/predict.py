@@ -96,10 +96,11 @@ _TOKEN = re.compile(
     r"""
     \d+(?:[.,:/-]\d+)*             # 1,000  3.5  1996-08-22  6-4
     | (?:[A-Za-z]\.){2,}           # U.S.  U.N.
-    | n't | N'T                    # clitics, split as in the Penn Treebank
-    | '(?:s|re|ve|ll|d|m|S|RE|VE|LL|D|M)\b
-    | [^\W\d_]+(?:n(?=['’]t))      # do|n't
-    | [^\W_](?:[^\W_]|[-'’&](?=[^\W_]))*   # words, with inner - ' &
+    | [nN]['’][tT]\b                # clitics, split as in the Penn Treebank
+    | ['’](?:s|re|ve|ll|d|m|S|RE|VE|LL|D|M)\b
+    | [^\W\d_]+(?=[nN]['’][tT]\b)   # do|n't
+    | [^\W_](?:[^\W_]|(?:[-&]|['’](?!(?:[sSdDmM]|re|ve|ll|RE|VE|LL)\b))(?=[^\W_]))*
+                                   # words, with inner - & and ' (not before a clitic)
     | -{2,} | \.{2,}               # -- and ...
     | \S                           # any other single character
     """,

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from . import batching, checkpoint, embeddings, files, tags
 from .batching import Encoded
 from .config import Config
-from .conll import Sentence, read_conll
+from .conll import Sentence, check_tags, read_conll
 from .metrics import entity_scores, token_report
 from .model import RNNTagger
 from .provenance import describe
@@ -64,7 +64,11 @@ def load_corpus(cfg: Config, need_test: bool = True) -> Corpus:
             sents = sents[: d.max_sentences]
         splits[split] = sents
         paths[split] = str(path)
-    scheme = tags.detect_scheme(s.tags for s in splits["train"])
+    scheme = check_tags(splits["train"], paths["train"])
+    types = {tags.split_tag(t)[1] for s in splits["train"] for t in s.tags} - {None}
+    for split in ("dev", "test"):
+        if split in splits:
+            check_tags(splits[split], paths[split], types=types)
     return Corpus(splits["train"], splits["dev"], splits.get("test", []), scheme, paths)
 
 

@@ -1,0 +1,530 @@
+"""`rnner bench`: how fast a config's model trains and tags, on real CoNLL batches, set against
+the machine's own fp32 matmul speed so that a slower number can be told apart from a slower
+machine. One process, one run; a table for people, `--json` (one object) for scripts.
+
+What is timed, and why that way:
+- training: full steps (batch assembly, forward, loss, backward, clipping, optimizer step) over
+  the batches the first training epoch would see (same seed, same length bucketing, the
+  config's batch size), after warm-up steps; the median of repetitions over the same batches.
+- inference: `model.decode` under `torch.inference_mode` over the dev set at several batch
+  sizes, batched by length as evaluation does; batch 1 is timed sentence by sentence on an
+  evenly spaced sample of dev, which also gives the latency median and p90.
+- FLOPs: an analytic count per token (`model_flops`), so that utilization = achieved FLOP/s /
+  matmul FLOP/s says how far the model is from what the machine could do.
+- `--profile`: where a training step's time goes, by cutting the autograd graph between parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import batching, train
+from .batching import Batch, Encoded
+from .config import Config, ConfigError, ModelConfig
+from .model import RNNTagger
+
+DEFAULT_CONFIG = "configs/conll03.toml"
+DESCRIPTION = ("Measure training and inference speed of a config's model on CoNLL batches, "
+               "against this machine's matmul speed.")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent cell
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure. The full plan takes a few minutes on 2 cores; QUICK under one."""
+
+    warmup: int = 10  # training steps before timing
+    train_batches: int = 100  # timed training steps per repetition
+    train_reps: int = 5
+    infer_batch_sizes: tuple[int, ...] = (1, 32, 256, 1024)
+    infer_reps: int = 3  # passes over dev per batch size (batch 1: one pass over the sample)
+    latency_sentences: int = 300  # dev sample for batch 1
+    matmul_size: int = 1024
+    matmul_reps: int = 10
+    profile_batches: int = 50
+
+
+QUICK = Plan(warmup=3, train_batches=30, train_reps=3, infer_batch_sizes=(1, 256, 1024),
+             infer_reps=1, latency_sentences=100, matmul_reps=5, profile_batches=20)
+
+
+# --- FLOPs -----------------------------------------------------------------------------------
+
+
+def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
+                char_positions_per_token: float) -> dict[str, float]:
+    """Forward FLOPs per token (2 per multiply-add), by part; training counted as 3x forward.
+
+    Embedding lookups, dropout, gathers and elementwise gate activations count as free.
+    `char_positions_per_token` is how many character positions the character encoder runs
+    over per token of the batch (it runs once per distinct token, over the padded width for
+    the CNN, over the real characters for the packed LSTM); `char_positions` measures it.
+    """
+    char = 0.0
+    size = word_dim + m.casing_dim
+    if m.char_encoder == "cnn":
+        char = char_positions_per_token * 2 * m.char_dim * m.char_hidden * m.char_kernel
+        size += m.char_hidden
+    elif m.char_encoder == "lstm":
+        h = m.char_hidden // 2
+        char = char_positions_per_token * 2 * (GATES["lstm"] * (m.char_dim * h + h * h) * 2)
+        size += 2 * h
+    directions = 2 if m.bidirectional else 1
+    rnn = 0.0
+    for _ in range(m.layers):
+        rnn += directions * GATES[m.cell] * (size * m.hidden_size + m.hidden_size**2) * 2
+        size = directions * m.hidden_size
+    proj = 2.0 * size * num_tags
+    # CRF forward algorithm: per token a [K, K] add, exp and sum; softmax: about 3 per tag.
+    output = 3.0 * num_tags**2 if m.output == "crf" else 3.0 * num_tags
+    forward = char + rnn + proj + output
+    return {"char": char, "rnn": rnn, "proj": proj, "output": output, "forward": forward,
+            "train": 3 * forward}
+
+
+def char_positions(batches: Sequence[Batch], char_encoder: str) -> float:
+    """Character positions the char encoder processes per token, over these batches."""
+    tokens = sum(b.num_tokens for b in batches)
+    if char_encoder == "cnn":
+        done = sum(b.chars.numel() for b in batches)
+    elif char_encoder == "lstm":
+        done = sum(int(b.char_lengths.clamp(min=1).sum()) for b in batches)
+    else:
+        return 0.0
+    return done / max(tokens, 1)
+
+
+def matmul_gflops(size: int, reps: int, device: torch.device) -> float:
+    """The machine's own fp32 square-matmul speed (median of `reps`), the yardstick."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    for _ in range(2):
+        torch.matmul(a, b, out=out)
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+# --- the model and its data, as training builds them ---------------------------------------
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    model: RNNTagger
+    train: Encoded
+    train_units: np.ndarray  # sentences per encoded row (1 unless document context)
+    dev: Encoded
+    dev_units: np.ndarray
+    device: torch.device
+    rng: np.random.Generator  # in the state `fit` has when it draws epoch 1's batches
+    num_tags: int
+    word_dim: int
+
+
+def prepare(cfg: Config, device: torch.device) -> Setup:
+    """Corpus, vocabularies, embeddings and model exactly as `train.fit` makes them."""
+    train.set_seed(cfg.train.seed)
+    rng = np.random.default_rng(cfg.train.seed)
+    corpus = train.load_corpus(cfg)
+    model, vocabs, _ = train.build_model(cfg, corpus, rng)
+    model.to(device)
+    tr = train.encode_split(corpus.train, vocabs, cfg, corpus.scheme)
+    dev = train.encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
+    return Setup(cfg, model, tr.data, np.array([len(g) for g in tr.groups]), dev.data,
+                 np.array([len(g) for g in dev.groups]), device, rng, len(vocabs.tags),
+                 model.words.embedding_dim)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_picks(s: Setup, count: int) -> list[np.ndarray]:
+    """The first `count` batches of epoch 1 (cycled when an epoch has fewer)."""
+    order = batching.batch_indices(s.train.lengths, s.cfg.train.batch_size, s.rng)
+    return [order[i % len(order)] for i in range(count)]
+
+
+def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None:
+    """One step as `train.fit` takes it."""
+    b = batching.make_batch(s.train, index).to(s.device)
+    loss = s.model.loss(b)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if s.cfg.train.clip > 0:
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.train.clip)
+    opt.step()
+    loss.item()
+
+
+def _optimizer(s: Setup) -> torch.optim.Optimizer:
+    return train.make_optimizer(s.cfg, [p for p in s.model.parameters() if p.requires_grad])
+
+
+def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
+    picks = training_picks(s, plan.warmup + plan.train_batches)
+    warm, timed = picks[: plan.warmup], picks[plan.warmup :]
+    batches = [batching.make_batch(s.train, i) for i in timed]
+    tokens = sum(b.num_tokens for b in batches)
+    sentences = int(sum(s.train_units[i].sum() for i in timed))
+    s.model.train()
+    opt = _optimizer(s)
+    for index in warm:
+        _train_step(s, opt, index)
+    times = []
+    for _ in range(plan.train_reps):
+        _sync(s.device)
+        t0 = time.perf_counter()
+        for index in timed:
+            _train_step(s, opt, index)
+        _sync(s.device)
+        times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    return {
+        "train_sentences_per_s": sentences / seconds,
+        "train_tokens_per_s": tokens / seconds,
+        "train_step_ms": 1000 * seconds / len(timed),
+        "train_timed_tokens": tokens,
+        "char_positions_per_token": char_positions(batches, s.cfg.model.char_encoder),
+        "char_width_mean": float(np.mean([b.chars.shape[1] for b in batches])),
+        "char_longest_mean": float(np.mean([int(b.char_lengths.max()) for b in batches])),
+    }
+
+
+@torch.inference_mode()
+def _decode(s: Setup, data: Encoded, index: np.ndarray) -> int:
+    """Tag one batch as evaluation does (to the device and back); returns its token count."""
+    b = batching.make_batch(data, index)
+    s.model.decode(b.to(s.device)).cpu()
+    return b.num_tokens
+
+
+def bench_latency(s: Setup, plan: Plan) -> dict[str, Any]:
+    """Batch 1 on an evenly spaced dev sample: per-sentence latency, and its throughput."""
+    s.model.eval()
+    n = min(plan.latency_sentences, len(s.dev))
+    sample = np.unique(np.linspace(0, len(s.dev) - 1, n).round().astype(np.int64))
+    for i in sample[: min(5, len(sample))]:
+        _decode(s, s.dev, np.array([i]))
+    times, tokens = [], 0
+    for i in sample:
+        t0 = time.perf_counter()
+        tokens += _decode(s, s.dev, np.array([i]))
+        times.append(time.perf_counter() - t0)
+    ms = 1000 * np.array(times)
+    return {
+        "latency_ms_batch1": {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
+                              "sentences": len(sample)},
+        "tokens_per_s": tokens / float(np.sum(times)),
+    }
+
+
+def bench_infer(s: Setup, batch_size: int, reps: int) -> dict[str, Any]:
+    """Tokens/s over the whole dev set at one batch size (median of `reps` passes)."""
+    s.model.eval()
+    groups = batching.batch_indices(s.dev.lengths, batch_size)
+    _decode(s, s.dev, groups[-1])  # the longest batch: allocations before timing
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for index in groups:
+            _decode(s, s.dev, index)
+        times.append(time.perf_counter() - t0)
+    batches = [batching.make_batch(s.dev, i) for i in groups]
+    return {"tokens_per_s": int(s.dev.lengths.sum()) / statistics.median(times),
+            "char_positions_per_token": char_positions(batches, s.cfg.model.char_encoder)}
+
+
+# --- where a training step's time goes -------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self, device: torch.device, totals: dict[str, float]):
+        self.device, self.totals = device, totals
+        _sync(device)
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        _sync(self.device)
+        now = time.perf_counter()
+        self.totals[name] += now - self.last
+        self.last = now
+
+
+def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
+    """Milliseconds per training batch of each part, forward and backward.
+
+    The autograd graph is cut at the parts' boundaries (detached leaves) and backward is run
+    part by part, so each part is timed in place at its real shapes. Parts: batch (assembly,
+    to the device), char (encoder), embed (lookups, concatenation, dropout), rnn, proj
+    (dropout, linear), crf or softmax (the loss), optimizer (clipping, step). This mirrors
+    `RNNTagger.emissions` and `loss` (word dropout left out); keep them in step.
+    """
+    m = s.model
+    m.train()
+    opt = _optimizer(s)
+    picks = training_picks(s, plan.warmup + plan.profile_batches)
+    totals: dict[str, float] = defaultdict(float)
+    head = "crf" if m.crf is not None else "softmax"
+    for n, index in enumerate(picks):
+        if n == plan.warmup:
+            totals.clear()
+        clock = _Clock(s.device, totals)
+        b = batching.make_batch(s.train, index).to(s.device)
+        assert b.tags is not None
+        clock.lap("batch")
+        parts = [m.words(b.words)]
+        if m.casing is not None:
+            parts.append(m.casing(b.casing))
+        per_type = per_type_in = None
+        if m.chars is not None:
+            per_type = m.chars(b.chars, b.char_lengths)
+            per_type_in = per_type.detach().requires_grad_()
+            clock.lap("char_fwd")
+            parts.append(per_type_in[b.char_index])
+        x = m.dropout(torch.cat(parts, dim=2))
+        x_in = x.detach().requires_grad_()
+        clock.lap("embed_fwd")
+        h = m.encoder(x_in, b.lengths)
+        h_in = h.detach().requires_grad_()
+        clock.lap("rnn_fwd")
+        em = m.proj(m.dropout(h_in))
+        em_in = em.detach().requires_grad_()
+        clock.lap("proj_fwd")
+        if m.crf is not None:
+            loss = m.crf.nll(em_in, b.tags, b.mask) / em.shape[0]
+        else:
+            ce = torch.nn.functional.cross_entropy(em_in.transpose(1, 2), b.tags,
+                                                   reduction="none")
+            loss = (ce * b.mask).sum() / em.shape[0]
+        clock.lap(f"{head}_fwd")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clock.lap(f"{head}_bwd")
+        em.backward(em_in.grad)
+        clock.lap("proj_bwd")
+        h.backward(h_in.grad)
+        clock.lap("rnn_bwd")
+        if x.requires_grad:
+            x.backward(x_in.grad)
+        clock.lap("embed_bwd")
+        if per_type is not None and per_type_in is not None:
+            per_type.backward(per_type_in.grad)
+            clock.lap("char_bwd")
+        if s.cfg.train.clip > 0:
+            torch.nn.utils.clip_grad_norm_(m.parameters(), s.cfg.train.clip)
+        opt.step()
+        loss.item()
+        clock.lap("optimizer")
+    count = max(len(picks) - plan.warmup, 1)
+    return {name: 1000 * t / count for name, t in totals.items()}
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KiB here
+
+
+def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) -> dict[str, Any]:
+    """Every measurement, as one JSON-able dict (see the module docstring)."""
+    s = prepare(cfg, device)
+    matmul = matmul_gflops(plan.matmul_size, plan.matmul_reps, device)
+    tr = bench_train(s, plan)
+    by_batch: dict[str, float] = {}
+    infer_chars = 0.0
+    latency: dict[str, Any] = {}
+    for bs in plan.infer_batch_sizes:
+        if bs == 1:
+            lat = bench_latency(s, plan)
+            latency = lat["latency_ms_batch1"]
+            by_batch["1"] = lat["tokens_per_s"]
+        else:
+            res = bench_infer(s, bs, plan.infer_reps)
+            by_batch[str(bs)] = res["tokens_per_s"]
+            infer_chars = res["char_positions_per_token"]
+    largest = str(max(plan.infer_batch_sizes))
+    m = cfg.model
+    train_flops = model_flops(m, s.word_dim, s.num_tags, tr["char_positions_per_token"])
+    infer_flops = model_flops(m, s.word_dim, s.num_tags, infer_chars)
+    result: dict[str, Any] = {
+        "train_sentences_per_s": tr["train_sentences_per_s"],
+        "train_tokens_per_s": tr["train_tokens_per_s"],
+        "train_step_ms": tr["train_step_ms"],
+        "infer_tokens_per_s": by_batch[largest],
+        "infer_batch_size": int(largest),
+        "infer_tokens_per_s_by_batch": by_batch,
+        "latency_ms_batch1": latency,
+        "matmul_gflops": matmul,
+        "train_flops_per_token": train_flops["train"],
+        "infer_flops_per_token": infer_flops["forward"],
+        "flops_per_token_forward_by_part": {k: train_flops[k]
+                                            for k in ("char", "rnn", "proj", "output")},
+        "utilization": tr["train_tokens_per_s"] * train_flops["train"] / (matmul * 1e9),
+        "infer_utilization": by_batch[largest] * infer_flops["forward"] / (matmul * 1e9),
+        "char_positions_per_token": tr["char_positions_per_token"],
+        "char_width_mean": tr["char_width_mean"],
+        "char_longest_mean": tr["char_longest_mean"],
+        "peak_rss_mb": 0.0,
+        "config": {
+            "cell": m.cell, "hidden_size": m.hidden_size, "layers": m.layers,
+            "bidirectional": m.bidirectional, "char_encoder": m.char_encoder,
+            "output": m.output, "embeddings": m.embeddings, "word_dim": s.word_dim,
+            "num_tags": s.num_tags, "batch_size": cfg.train.batch_size,
+            "context": cfg.data.context,
+        },
+        "plan": {"warmup": plan.warmup, "train_batches": plan.train_batches,
+                 "train_reps": plan.train_reps, "infer_reps": plan.infer_reps,
+                 "matmul_size": plan.matmul_size},
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "cpu_model": cpu_model(),
+    }
+    if device.type == "cuda":
+        result["gpu_model"] = torch.cuda.get_device_name(device)
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    if profile:
+        result["train_step_ms_by_part"] = profile_train_step(s, plan)
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+# --- output and command line -----------------------------------------------------------------
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.0f}"
+
+
+def format_table(r: dict[str, Any]) -> str:
+    c = r["config"]
+    lat = r["latency_ms_batch1"]
+    parts = r["flops_per_token_forward_by_part"]
+    lines = [
+        f"machine      {r['cpu_model']}; {r['threads']} threads; {r['device']}; "
+        f"torch {r['torch_version']}",
+        f"model        {c['cell']} {c['hidden_size']}x{c['layers']}"
+        f"{' bi' if c['bidirectional'] else ''}, char {c['char_encoder']}, {c['output']}, "
+        f"{c['num_tags']} tags, {c['embeddings']}; train batch {c['batch_size']}",
+        f"train        {r['train_sentences_per_s']:9.1f} sentences/s  "
+        f"{r['train_tokens_per_s']:9.0f} tokens/s  ({r['train_step_ms']:.2f} ms/step)",
+    ]
+    for bs, rate in r["infer_tokens_per_s_by_batch"].items():
+        lines.append(f"infer b={bs:<6s}{rate:9.0f} tokens/s")
+    if lat:
+        lines.append(f"latency b=1   median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms "
+                     f"per sentence ({lat['sentences']} sentences)")
+    lines += [
+        f"FLOPs/token  train {_si(r['train_flops_per_token'])} (3x forward; forward: "
+        + ", ".join(f"{k} {_si(v)}" for k, v in parts.items()) + ")",
+        f"char input   {r['char_positions_per_token']:.1f} positions/token; tensor width "
+        f"{r['char_width_mean']:.1f}, longest token {r['char_longest_mean']:.1f} (batch means)",
+        f"matmul       {r['matmul_gflops']:.1f} GFLOP/s fp32",
+        f"utilization  train {100 * r['utilization']:.2f} %, infer "
+        f"(b={r['infer_batch_size']}) {100 * r['infer_utilization']:.2f} %",
+        f"peak RSS     {r['peak_rss_mb']:.0f} MB",
+    ]
+    by_part = r.get("train_step_ms_by_part")
+    if by_part:
+        total = sum(by_part.values())
+        lines.append(f"train step   {total:.2f} ms/batch by part (profiled separately):")
+        lines += [f"  {name:12s}{ms:8.3f} ms  {100 * ms / total:5.1f} %"
+                  for name, ms in sorted(by_part.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"TOML config (default {DEFAULT_CONFIG})")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable)")
+    p.add_argument("--quick", action="store_true", help="fewer batches: under a minute")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the config's)")
+    p.add_argument("--profile", action="store_true",
+                   help="also split a training step's time by model part")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`rnner bench`, for cli.py's subparsers."""
+    p = subparsers.add_parser("bench", help="measure training and inference speed",
+                              description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=command)
+    return p
+
+
+def command(args: argparse.Namespace) -> int:
+    overrides = list(args.set or [])
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    if args.device:
+        overrides.append(f'train.device="{args.device}"')
+    cfg = Config.load(args.config, overrides)
+    threads = args.threads if args.threads is not None else cfg.train.threads
+    if threads < 0:
+        raise ConfigError("--threads", "must be positive")
+    if threads:
+        torch.set_num_threads(threads)
+    plan = QUICK if args.quick else Plan()
+    device = train.pick_device(cfg.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", f"{device} asked for, but CUDA is not available")
+    result = run(cfg, plan, device, profile=args.profile)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="rnner bench", description=DESCRIPTION)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    from .data import DataNotFoundError
+
+    try:
+        return command(args)
+    except (ConfigError, DataNotFoundError, FileNotFoundError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+

@@ -1,0 +1,137 @@
+"""Shared fixtures: where the data is, tiny configs, and one tiny trained run for the session.
+
+Everything here is sized for a busy 2-core machine: the shared run trains a few hundred
+sentences with 16-32 dimensional layers on one CPU thread, in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).parent
+GOOD = TESTS / "data" / "good" / "small.txt"
+BAD = TESTS / "data" / "bad"
+DATA_ROOT = Path(
+    os.environ.get("RNNER_DATA") or Path(__file__).parents[1].parent / "shared" / "data"
+)
+CONLL = DATA_ROOT / "conll2003"
+
+# A model small enough to train in about a second on one thread; random word vectors.
+TINY: dict[str, dict[str, Any]] = {
+    "data": {"scheme": "BIOES"},
+    "model": {
+        "embeddings": "random",
+        "word_dim": 16,
+        "casing_dim": 4,
+        "char_encoder": "cnn",
+        "char_dim": 8,
+        "char_hidden": 8,
+        "hidden_size": 16,
+        "dropout": 0.0,
+    },
+    "train": {
+        "optimizer": "adam",
+        "lr": 0.01,
+        "schedule": "constant",
+        "batch_size": 10,
+        "eval_batch_size": 64,
+        "epochs": 2,
+        "patience": 0,
+        "threads": 1,
+        "device": "cpu",
+    },
+}
+
+# The session run: enough training that it finds entities in sentences it has seen.
+SESSION_SENTENCES = 300
+SESSION_EPOCHS = 6
+SESSION_SETS = [
+    f"data.max_sentences={SESSION_SENTENCES}",
+    f"train.epochs={SESSION_EPOCHS}",
+    "train.lr=0.02",
+    "model.hidden_size=32",
+]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_value(v)}" for key, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def tiny_sections(**overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """TINY with `section={key: value}` overrides merged in."""
+    merged = {name: dict(values) for name, values in TINY.items()}
+    for name, values in overrides.items():
+        merged.setdefault(name, {}).update(values)
+    return merged
+
+
+ConfigWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> ConfigWriter:
+    """`write_config(name="tiny.toml", data={...}, model={...}, train={...})` -> path."""
+
+    def write(name: str = "tiny.toml", **overrides: dict[str, Any]) -> Path:
+        path = tmp_path / name
+        path.write_text(to_toml(tiny_sections(**overrides)), encoding="utf-8")
+        return path
+
+    return write
+
+
+def conll_available() -> bool:
+    return all((CONLL / f"{split}.txt").is_file() for split in ("train", "dev", "test"))
+
+
+@pytest.fixture(scope="session")
+def conll_dir() -> Path:
+    if not conll_available():
+        pytest.skip(f"CoNLL-2003 not found in {CONLL} (set RNNER_DATA)")
+    return CONLL
+
+
+@pytest.fixture(scope="session")
+def tiny_run(conll_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory trained once through the CLI; tests must not modify it (copy it)."""
+    from rnner.cli import main
+
+    root = tmp_path_factory.mktemp("session_run")
+    config = root / "tiny.toml"
+    config.write_text(
+        to_toml(tiny_sections(data={"data_dir": str(conll_dir.parent)})), encoding="utf-8"
+    )
+    run = root / "run"
+    argv = ["train", str(config), "--output", str(run), "--quiet"]
+    for item in SESSION_SETS:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    return run
+
+
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the session run that a test may break."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))

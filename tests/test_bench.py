@@ -1,0 +1,184 @@
+"""The benchmark on a tiny synthetic corpus: every number it reports exists, is positive and
+consistent with the others; the FLOPs formula matches counts done by hand."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import tiny_sections, to_toml
+
+from rnner import bench
+from rnner.config import Config, ModelConfig
+
+PLAN = bench.Plan(warmup=1, train_batches=3, train_reps=2, infer_batch_sizes=(1, 16),
+                  infer_reps=1, latency_sentences=5, matmul_size=64, matmul_reps=2,
+                  profile_batches=2)
+
+NAMES = ["Peter", "Blackburn", "Brussels", "EU", "Germany", "Reuters"]
+TYPES = ["PER", "PER", "LOC", "ORG", "LOC", "ORG"]
+
+
+def write_corpus(path: Path, sentences: int = 40) -> Path:
+    """A CoNLL file (IOB2) of sentences 2..13 tokens long, some holding an entity."""
+    lines = []
+    for i in range(sentences):
+        if i % 10 == 0:
+            lines += ["-DOCSTART- -X- -X- O", ""]
+        for j in range(2 + i % 12):
+            if j == 1 and i % 3:
+                k = i % len(NAMES)
+                lines.append(f"{NAMES[k]} NNP I-NP B-{TYPES[k]}")
+            else:
+                lines.append(f"word{(i * 7 + j) % 23} NN I-NP O")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    corpus = str(write_corpus(tmp_path / "corpus.txt"))
+    path = tmp_path / "tiny.toml"
+    path.write_text(to_toml(tiny_sections(data={"train": corpus, "dev": corpus,
+                                                "test": corpus})), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def result(tiny_config: Path) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    return bench.run(Config.load(tiny_config), PLAN, torch.device("cpu"), profile=True)
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and x > 0
+
+
+def test_run_reports_every_number_positive(result: dict[str, Any]) -> None:
+    for key in ("train_sentences_per_s", "train_tokens_per_s", "infer_tokens_per_s",
+                "matmul_gflops", "utilization", "infer_utilization", "peak_rss_mb",
+                "train_flops_per_token", "infer_flops_per_token", "char_positions_per_token"):
+        assert _positive(result[key]), key
+    assert set(result["infer_tokens_per_s_by_batch"]) == {"1", "16"}
+    assert all(_positive(v) for v in result["infer_tokens_per_s_by_batch"].values())
+    assert result["infer_tokens_per_s"] == result["infer_tokens_per_s_by_batch"]["16"]
+    lat = result["latency_ms_batch1"]
+    assert _positive(lat["median"]) and lat["p90"] >= lat["median"]
+    assert lat["sentences"] == 5
+    assert result["config"]["hidden_size"] == 16 and result["config"]["batch_size"] == 10
+    assert result["threads"] == 1 and result["device"] == "cpu"
+    assert result["torch_version"] == torch.__version__ and result["cpu_model"]
+    json.dumps(result)  # JSON-able as it stands
+
+
+def test_numbers_agree_with_each_other(result: dict[str, Any]) -> None:
+    # 3 timed batches of 10 sentences each, so the two rates differ by the mean length.
+    ratio = result["train_tokens_per_s"] / result["train_sentences_per_s"]
+    assert 2 <= ratio <= 13
+    expected = (result["train_tokens_per_s"] * result["train_flops_per_token"]
+                / (result["matmul_gflops"] * 1e9))
+    assert result["utilization"] == pytest.approx(expected)
+    parts = result["flops_per_token_forward_by_part"]
+    assert result["train_flops_per_token"] == pytest.approx(3 * sum(parts.values()))
+
+
+def test_profile_covers_forward_and_backward_of_every_part(result: dict[str, Any]) -> None:
+    by_part = result["train_step_ms_by_part"]
+    for part in ("char", "embed", "rnn", "proj", "crf"):
+        assert by_part[f"{part}_fwd"] > 0 and by_part[f"{part}_bwd"] > 0, part
+    assert by_part["optimizer"] > 0 and by_part["batch"] > 0
+
+
+def test_training_batches_are_those_of_epoch_one(tiny_config: Path) -> None:
+    """Same seed and bucketing as `train.fit`: batches hold sentences of similar length."""
+    s = bench.prepare(Config.load(tiny_config), torch.device("cpu"))
+    picks = bench.training_picks(s, 6)
+    assert [len(p) for p in picks[:4]] == [10, 10, 10, 10]  # 40 sentences, then cycled
+    assert [list(p) for p in picks[4:]] == [list(p) for p in picks[:2]]
+    spans = [int(s.train.lengths[p].max() - s.train.lengths[p].min()) for p in picks[:4]]
+    assert max(spans) <= 4  # length-bucketed, not random
+
+
+def test_flops_for_a_tiny_bilstm_cnn_crf() -> None:
+    m = ModelConfig(embeddings="random", word_dim=16, casing_dim=4, char_encoder="cnn",
+                    char_dim=8, char_hidden=8, char_kernel=3, cell="lstm", hidden_size=16,
+                    bidirectional=True, layers=1, output="crf")
+    f = bench.model_flops(m, word_dim=16, num_tags=5, char_positions_per_token=2.0)
+    # char CNN: 2 positions * 2 * (8 dims * 8 filters * 3 wide) = 768
+    assert f["char"] == 768
+    # LSTM input 16 + 4 + 8 = 28; 2 directions * 4 gates * (28*16 + 16*16) * 2 = 11264
+    assert f["rnn"] == 11264
+    assert f["proj"] == 2 * 32 * 5
+    assert f["output"] == 3 * 5 * 5
+    assert f["forward"] == 768 + 11264 + 320 + 75
+    assert f["train"] == 3 * 12427
+
+
+def test_flops_for_stacked_gru_and_softmax_without_chars() -> None:
+    m = ModelConfig(char_encoder="none", casing_dim=0, cell="gru", hidden_size=6,
+                    bidirectional=False, layers=2, output="softmax")
+    f = bench.model_flops(m, word_dim=10, num_tags=3, char_positions_per_token=7.0)
+    assert f["char"] == 0
+    # layer 1: 3 * (10*6 + 36) * 2 = 576; layer 2: 3 * (6*6 + 36) * 2 = 432
+    assert f["rnn"] == 576 + 432
+    assert f["proj"] == 2 * 6 * 3 and f["output"] == 9
+    lstm = bench.model_flops(replace(m, cell="lstm"), 10, 3, 0.0)
+    assert lstm["rnn"] == pytest.approx(f["rnn"] * 4 / 3)
+
+
+def test_char_lstm_counts_real_characters_only(tiny_config: Path) -> None:
+    s = bench.prepare(Config.load(tiny_config), torch.device("cpu"))
+    from rnner import batching
+
+    batches = list(batching.iterate(s.train, 8))
+    tokens = sum(b.num_tokens for b in batches)
+    padded = bench.char_positions(batches, "cnn")
+    real = bench.char_positions(batches, "lstm")
+    assert padded == pytest.approx(sum(b.chars.numel() for b in batches) / tokens)
+    assert 0 < real < padded
+    assert bench.char_positions(batches, "none") == 0
+
+
+def test_command_line_prints_exactly_one_json_object(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "QUICK", PLAN)
+    assert bench.main(["--config", str(tiny_config), "--quick", "--json", "--threads", "1",
+                       "--batch-size", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out)  # fails on any extra output
+    assert result["config"]["batch_size"] == 4
+    assert result["threads"] == 1
+    assert "train_step_ms_by_part" not in result
+
+
+def test_table_output_names_the_measurements(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "QUICK", PLAN)
+    assert bench.main(["--config", str(tiny_config), "--quick", "--profile"]) == 0
+    out = capsys.readouterr().out
+    for word in ("sentences/s", "tokens/s", "latency", "GFLOP/s", "utilization", "RSS",
+                 "rnn_fwd"):
+        assert word in out
+
+
+def test_bad_config_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--config", str(tmp_path / "missing.toml"), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.toml" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_user_error(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--config", str(tiny_config), "--quick", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -1,0 +1,198 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import GOOD, SESSION_EPOCHS, SESSION_SENTENCES, tiny_sections
+
+from rnner import batching
+from rnner.config import Config
+from rnner.model import RNNTagger
+from rnner.predict import load_run
+from rnner.train import fit, load_corpus, make_optimizer
+from rnner.vocab import build_vocabs
+
+RUN_FILES = {"model.safetensors", "config.json", "vocab.json", "run.json", "metrics.json",
+             "log.jsonl"}
+LOG_KEYS = {"epoch", "train_loss", "dev_precision", "dev_recall", "dev_f1", "lr",
+            "train_seconds", "sentences_per_s", "tokens_per_s", "elapsed_seconds", "best"}
+# The distinct word keys of tests/data/good/small.txt (lower-cased, digits as 0).
+SMALL_WORDS = {"eu", "rejects", "german", "call", ".", "peter", "blackburn", "münchen",
+               "0000-00-00"}
+
+
+def tiny_config(**overrides) -> Config:
+    return Config.from_dict(tiny_sections(**overrides))
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_run_directory_files(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert names >= RUN_FILES
+    assert not any(n.endswith((".pt", ".pth", ".pkl", ".tmp")) for n in names), names
+
+
+def test_log_has_one_line_per_epoch_and_loss_falls(tiny_run):
+    log = read_log(tiny_run)
+    assert [r["epoch"] for r in log] == list(range(1, SESSION_EPOCHS + 1))
+    for record in log:
+        assert set(record) == LOG_KEYS
+        assert 0.0 <= record["dev_f1"] <= 1.0
+        assert record["lr"] == pytest.approx(0.02)
+    losses = [r["train_loss"] for r in log]
+    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.8 * losses[0]
+    assert sum(r["best"] for r in log) >= 1
+
+
+def test_metrics_json(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert {"best_epoch", "epochs_run", "train_seconds", "device", "dev", "test"} <= set(metrics)
+    assert metrics["epochs_run"] == SESSION_EPOCHS
+    assert metrics["device"] == "cpu"
+    log = read_log(tiny_run)
+    best = max(log, key=lambda r: r["dev_f1"])
+    assert metrics["best_epoch"] == best["epoch"]
+    for split in ("dev", "test"):
+        entity = metrics[split]["entity"]
+        assert set(entity) == {"precision", "recall", "f1", "accuracy", "per_type"}
+        assert set(entity["per_type"]) <= {"PER", "ORG", "LOC", "MISC"}
+        for key in ("precision", "recall", "f1", "accuracy"):
+            assert 0.0 <= entity[key] <= 1.0
+        token = metrics[split]["token"]
+        assert {"accuracy", "report", "report_text"} <= set(token)
+        assert token["accuracy"] == entity["accuracy"]
+        assert "O" in token["report"]
+    # The best epoch's dev score is what metrics.json reports for dev.
+    assert metrics["dev"]["entity"]["f1"] == pytest.approx(best["dev_f1"])
+
+
+def test_run_json_config_and_vocab(tiny_run, conll_dir):
+    meta = json.loads((tiny_run / "run.json").read_text())
+    assert meta["word_dim"] == 16
+    assert meta["source_scheme"] == "IOB2"
+    assert meta["seed"] == 1
+    assert set(meta["data"]) == {"train", "dev", "test"}
+    assert meta["data"]["train"]["path"] == str(conll_dir / "train.txt")
+    assert len(meta["data"]["train"]["sha256"]) == 64
+    assert "torch" in meta["versions"]
+    cfg = Config.from_dict(json.loads((tiny_run / "config.json").read_text()))
+    assert cfg.data.max_sentences == SESSION_SENTENCES
+    assert cfg.model.hidden_size == 32
+    assert cfg.train.epochs == SESSION_EPOCHS
+    vocab = json.loads((tiny_run / "vocab.json").read_text())
+    tag_names = vocab["tags"]["items"]
+    assert tag_names[0] == "O"
+    assert {"S-PER", "B-PER", "E-PER"} <= set(tag_names)  # trained in BIOES
+    assert vocab["lowercase"] is True
+
+
+def test_load_corpus_slices_and_detects_scheme(conll_dir):
+    cfg = tiny_config(data={"data_dir": str(conll_dir.parent), "max_sentences": 7})
+    corpus = load_corpus(cfg)
+    assert (len(corpus.train), len(corpus.dev), len(corpus.test)) == (7, 7, 7)
+    assert corpus.scheme == "IOB2"
+    assert corpus.train[0].tokens[:3] == ("EU", "rejects", "German")
+    assert corpus.paths["dev"] == str(conll_dir / "dev.txt")
+
+
+def test_fit_softmax_through_the_api(tmp_path, conll_dir):
+    cfg = tiny_config(
+        data={"data_dir": str(conll_dir.parent), "max_sentences": 80},
+        model={"output": "softmax", "char_encoder": "none", "casing_dim": 0},
+        train={"epochs": 4, "lr": 0.02},
+    )
+    records: list[dict] = []
+    metrics = fit(cfg, tmp_path / "run", hooks=[records.append], progress=False)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert metrics["epochs_run"] == 4
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= RUN_FILES
+    model, _, loaded, _ = load_run(tmp_path / "run")
+    assert model.crf is None
+    assert loaded.model.output == "softmax"
+
+
+def test_fit_is_reproducible(tmp_path):
+    sections = {"data": {"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)}}
+    losses = []
+    for name in ("a", "b"):
+        fit(tiny_config(**sections), tmp_path / name, progress=False)
+        losses.append([(r["train_loss"], r["dev_f1"]) for r in read_log(tmp_path / name)])
+    assert losses[0] == losses[1]
+    assert len(losses[0]) == 2
+
+
+def test_early_stopping(tmp_path):
+    # With lr 0 nothing changes, so dev F1 never improves after epoch 1.
+    cfg = tiny_config(data={"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)},
+                      train={"lr": 0.0, "epochs": 10, "patience": 2})
+    metrics = fit(cfg, tmp_path / "run", progress=False)
+    assert metrics["best_epoch"] == 1
+    assert metrics["epochs_run"] == 3
+    assert [r["best"] for r in read_log(tmp_path / "run")] == [True, False, False]
+
+
+def test_fit_with_pretrained_text_vectors(tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(
+        "eu 1 0 0\ngerman 0 1 0\npeter 0 0 1\n0000-00-00 1 1 1\nzebra 2 2 2\nunused 3 3 3\n",
+        encoding="utf-8",
+    )
+    dev = tmp_path / "dev.txt"
+    dev.write_text("Zebra O\nXylophone O\nPeter B-PER\n\n", encoding="utf-8")
+    cfg = tiny_config(
+        data={"train": str(GOOD), "dev": str(dev), "test": str(GOOD)},
+        model={"embeddings": str(vectors), "freeze_embeddings": True},
+        train={"epochs": 1},
+    )
+    fit(cfg, tmp_path / "run", progress=False)
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["word_dim"] == 3
+    # Training words only: eu, german, peter, 1996-08-22 of 9; "zebra" is added from dev.
+    assert meta["embedding_coverage"] == round(5 / 10, 4)
+    model, vocabs, _, _ = load_run(tmp_path / "run")
+    assert set(vocabs.words.itos[2:]) == SMALL_WORDS | {"zebra"}
+    assert "xylophone" not in vocabs.words
+    weight = model.words.weight
+    assert weight.shape == (12, 3)
+    assert weight[vocabs.word_id("EU")].tolist() == [1.0, 0.0, 0.0]
+    assert weight[vocabs.word_id("1996-08-22")].tolist() == [1.0, 1.0, 1.0]
+    assert weight[vocabs.word_id("Zebra")].tolist() == [2.0, 2.0, 2.0]
+    assert weight[0].tolist() == [0.0, 0.0, 0.0]
+
+
+SENTS = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["Brussels"]]
+TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC"]]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("char_encoder", ["none", "cnn", "lstm"])
+@pytest.mark.parametrize("output", ["crf", "softmax"])
+def test_every_architecture_takes_a_step(cell, char_encoder, output):
+    torch.manual_seed(0)
+    vocabs = build_vocabs(SENTS, TAGS)
+    cfg = tiny_config(model={"cell": cell, "char_encoder": char_encoder, "output": output,
+                             "layers": 2, "casing_dim": 3, "hidden_size": 6, "char_hidden": 4})
+    model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), 5)
+    assert (model.chars is None) == (char_encoder == "none")
+    assert len(model.encoder.forward_rnns) == 2
+    assert isinstance(model.encoder.forward_rnns[0], {"rnn": torch.nn.RNN, "gru": torch.nn.GRU,
+                                                      "lstm": torch.nn.LSTM}[cell])
+    batch = batching.make_batch(batching.encode(SENTS, vocabs, TAGS), np.arange(3))
+    opt = make_optimizer(cfg, list(model.parameters()))
+    before = model.proj.weight.detach().clone()
+    model.train()
+    loss = model.loss(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, model.proj.weight)
+    model.eval()
+    pred = model.decode(batch)
+    assert pred.shape == (3, 4)
+    assert int(pred.max()) < len(vocabs.tags)

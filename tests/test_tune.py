@@ -1,0 +1,318 @@
+"""Sweeps: parsing, sampling, resuming, abandoned trials, several workers, and the report."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from rnner.config import Config, ConfigError
+from rnner.report import groups, importances, report
+from rnner.train import fit
+from rnner.tune import (
+    SweepError,
+    build_sampler,
+    find_stale,
+    host_id,
+    load_sweep,
+    sample,
+    set_value,
+    tune,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ROOT / "tests" / "data" / "good" / "small.txt"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+# Three sentences for train, dev and test, a tiny model: a trial takes well under a second.
+TINY = f"""
+trials = 2
+seeds = [1]
+
+[set]
+"data.train" = "{SMALL}"
+"data.dev" = "{SMALL}"
+"data.test" = "{SMALL}"
+"model.embeddings" = "random"
+"model.word_dim" = 8
+"model.casing_dim" = 0
+"model.char_dim" = 4
+"model.char_hidden" = 4
+"model.hidden_size" = 8
+"train.epochs" = 2
+"train.threads" = 1
+
+[sampler]
+type = "random"
+seed = 3
+
+[search."train.lr"]
+type = "float"
+low = 0.01
+high = 0.5
+log = true
+
+[search."train.batch_size"]
+choices = [1, 2, 3]
+"""
+
+CONDITIONAL = """
+[search."train.optimizer"]
+choices = ["sgd", "adam"]
+
+[search."train.momentum"]
+choices = [0.0, 0.9]
+when = 'train.optimizer == "sgd"'
+
+[search."train.lr@sgd"]
+type = "float"
+low = 0.05
+high = 0.5
+log = true
+when = 'train.optimizer == "sgd"'
+
+[search."train.lr@adam"]
+type = "float"
+low = 0.0001
+high = 0.001
+log = true
+when = 'train.optimizer in ["adam"]'
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def open_study(output: Path, name: str = "sweep") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{output / 'study.db'}")
+
+
+@pytest.fixture
+def conll_data():
+    from rnner.data import data_dir
+
+    if data_dir() is None:
+        pytest.skip("CoNLL-2003 data not found (set RNNER_DATA)")
+
+
+# --- parsing and sampling ---------------------------------------------------------------------
+
+
+def test_conditional_params_are_sampled_only_when_their_condition_holds(tmp_path):
+    sweep = load_sweep(write(tmp_path, CONDITIONAL))
+    study = optuna.create_study(direction="maximize", sampler=build_sampler(sweep))
+    optimizers = set()
+    for _ in range(40):
+        trial = study.ask()
+        raw = sample(trial, sweep)
+        opt = raw["train"]["optimizer"]
+        optimizers.add(opt)
+        assert ("train.momentum" in trial.params) == (opt == "sgd")
+        assert set(trial.params) - {"train.optimizer", "train.momentum"} == {f"train.lr@{opt}"}
+        low, high = (0.05, 0.5) if opt == "sgd" else (0.0001, 0.001)
+        assert low <= raw["train"]["lr"] <= high
+        Config.from_dict(raw)  # every sample is a valid config
+        study.tell(trial, 0.0)
+    assert optimizers == {"sgd", "adam"}
+
+
+def test_trial_seeded_sampler_differs_across_workers_and_repeats_per_trial(tmp_path):
+    """Two same-seeded workers must not propose the same parameters; one worker reproduces."""
+    sweep = load_sweep(write(tmp_path, TINY))
+    storage = optuna.storages.InMemoryStorage()
+    a = optuna.create_study(storage=storage, study_name="s", sampler=build_sampler(sweep))
+    b = optuna.load_study(storage=storage, study_name="s", sampler=build_sampler(sweep))
+    proposals = []
+    for study in (a, b, a, b):
+        trial = study.ask()
+        sample(trial, sweep)
+        proposals.append(trial.params["train.lr"])
+    assert len(set(proposals)) == 4
+    again = optuna.create_study(sampler=build_sampler(sweep))
+    replay = []
+    for _ in range(4):
+        trial = again.ask()
+        sample(trial, sweep)
+        replay.append(trial.params["train.lr"])
+    assert replay == proposals
+
+
+BAD = [
+    ('[search."train.lrr"]\nchoices = [1]\n',
+     r"search\.train\.lrr: unknown config key 'train\.lrr'"),
+    ('[search."optim.lr"]\nchoices = [1]\n', r"search\.optim\.lr: unknown config key"),
+    ('[search."train.lr"]\ntype = "float"\nlo = 0.1\nhigh = 1.0\n',
+     r"search\.train\.lr: unknown field 'lo'"),
+    ('[search."train.momentum"]\nchoices = [0.9]\nwhen = \'train.optimiser == "sgd"\'\n',
+     r"search\.train\.momentum: unknown config key 'train\.optimiser'"),
+    ('[search."model.cell"]\nchoices = ["lstm", "transformer"]\n',
+     r"search\.model\.cell: value 'transformer' is invalid"),
+    ('[set]\n"model.hiden_size" = 3\n[search."train.lr"]\nchoices = [0.1]\n',
+     r"set\.model\.hiden_size: unknown config key"),
+    ('[search."train.momentum"]\nchoices = [0.9]\nwhen = \'train.optimizer == "sgd"\'\n'
+     '[search."train.optimizer"]\nchoices = ["sgd"]\n', r"sampled later"),
+    ('[search."train.lr@a"]\nchoices = [0.1]\n[search."train.lr@b"]\nchoices = [0.2]\n',
+     r"several parameters set train\.lr"),
+    ('[search."train.seed"]\nchoices = [1, 2]\n', r"seeds = \[1, 2, 3\]"),
+    ('[search."train.lr"]\ntype = "float"\nlow = 0.0\nhigh = 1.0\nlog = true\n',
+     r"search\.train\.lr: a log-scaled range needs low > 0"),
+    ('colour = 1\n[search."train.lr"]\nchoices = [0.1]\n', r"colour: unknown key"),
+    ('[sampler]\ntype = "grid"\n[search."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1.0\n',
+     r"search\.train\.lr: the grid sampler needs"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_bad_sweeps_fail_with_the_key_named(tmp_path, text, message):
+    with pytest.raises(SweepError, match=message) as info:
+        load_sweep(write(tmp_path, text))
+    assert isinstance(info.value, ConfigError)  # the CLI's one-line user-error path
+    assert str(tmp_path / "sweep.toml") in str(info.value)
+
+
+def test_grid_target_is_the_grid_and_caps_trials(tmp_path):
+    text = ('[sampler]\ntype = "grid"\n[search."train.lr"]\nchoices = [0.1, 0.2]\n'
+            '[search."model.layers"]\ntype = "int"\nlow = 1\nhigh = 3\n')
+    sweep = load_sweep(write(tmp_path, text))
+    assert sweep.grid() == {"train.lr": [0.1, 0.2], "model.layers": [1, 2, 3]}
+    assert sweep.target(None) == 6
+    assert sweep.target(100) == 6
+    assert sweep.target(4) == 4
+
+
+# --- running, resuming, abandoned trials ------------------------------------------------------
+
+
+def test_resume_runs_only_the_missing_trials_and_retries_abandoned_ones(tmp_path):
+    path = write(tmp_path, TINY)
+    out = tmp_path / "out"
+    first = tune(path, trials=2, output=out, quiet=True)
+    assert first["finished"] == 2
+    study = open_study(out)
+    before = {t.number: t.datetime_complete for t in study.trials}
+    assert sorted(before) == [0, 1]
+
+    # The report copes with a small study: table, plots, and no importances from 2 trials.
+    md = report(study, tmp_path / "rep").read_text()
+    assert "Not computed: 2 complete trials, at least 4 needed." in md
+    assert (tmp_path / "rep" / "learning_curves.png").read_bytes().startswith(PNG)
+
+    # A trial made by hand and left RUNNING, and one whose worker process died after it had
+    # finished its first seed.
+    bare = study.ask()
+    sweep = load_sweep(path)
+    dead = study.ask()
+    raw = sample(dead, sweep)
+    set_value(raw, "train.seed", 1)
+    done = fit(Config.from_dict(raw), out / "trials" / f"{dead.number:04d}" / "seed-1",
+               progress=False)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead.set_user_attr("worker", {"host": host_id(), "pid": proc.pid})
+    assert [t.number for t in find_stale(study, stale_after=3600)] == [dead.number]
+    assert len(finished(study)) == 2  # RUNNING trials are not finished
+
+    second = tune(path, trials=4, output=out, stale_after=0, quiet=True)
+    assert second["finished"] == 4
+    study = open_study(out)
+    states = {t.number: t.state for t in study.trials}
+    assert states[bare.number] == states[dead.number] == TrialState.FAIL
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert {t.number: t.datetime_complete for t in complete if t.number in before} == before
+    retries = [t for t in complete if t.user_attrs.get("retry_of") == dead.number]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.params == dead.params
+    run = retry.user_attrs["runs"][0]
+    assert run.get("resumed") is True
+    assert run["dev_f1"] == done["dev"]["entity"]["f1"]
+    assert (out / "trials" / f"{retry.number:04d}" / "seed-1" / "metrics.json").is_file()
+
+    # Nothing left to do: a third run adds no trial.
+    third = tune(path, trials=4, output=out, quiet=True)
+    assert len(open_study(out).trials) == len(study.trials)
+    assert third["finished"] == 4
+
+
+def test_a_changed_sweep_does_not_join_the_old_study(tmp_path):
+    out = tmp_path / "out"
+    tune(write(tmp_path, TINY), trials=1, output=out, quiet=True)
+    changed = TINY.replace("choices = [1, 2, 3]", "choices = [1, 2]")
+    with pytest.raises(SweepError, match="different sweep"):
+        tune(write(tmp_path, changed), trials=2, output=out, quiet=True)
+
+
+def test_two_workers_share_one_journal_file(tmp_path):
+    journal = tmp_path / "shared" / "study.journal"
+    path = write(tmp_path, TINY.replace('"train.epochs" = 2', '"train.epochs" = 4'))
+    summary = tune(path, trials=5, workers=2, storage=f"journal:{journal}",
+                   output=tmp_path / "out", quiet=True)
+    assert summary["exit_codes"] == [0, 0]
+    assert journal.is_file()
+    study = optuna.load_study(study_name="sweep", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 5
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 5
+    assert len({t.user_attrs["worker"]["pid"] for t in complete}) == 2  # both took trials
+
+
+# --- the smoke sweep, end to end --------------------------------------------------------------
+
+
+def test_smoke_sweep_with_two_workers_then_report(tmp_path, conll_data):
+    out = tmp_path / "smoke"
+    started = time.perf_counter()
+    summary = tune(ROOT / "configs" / "sweeps" / "smoke.toml", workers=2, output=out,
+                   quiet=True)
+    assert time.perf_counter() - started < 120
+    assert summary["finished"] == summary["target"] == 4
+    study = open_study(out, "smoke")
+    trials = finished(study)
+    assert len(trials) == 4
+    for t in trials:
+        a = t.user_attrs
+        assert a["config"]["data"]["max_sentences"] == 150
+        assert a["config"]["train"]["lr"] == t.params["train.lr"]
+        assert a["seeds"] == [1, 2] and [r["seed"] for r in a["runs"]] == [1, 2]
+        assert [len(c) for c in a["dev_f1_per_epoch"]] == [2, 2] == a["epochs_run"]
+        assert a["best_dev_f1"] == pytest.approx(t.value)
+        assert a["best_dev_f1"] == pytest.approx(sum(r["dev_f1"] for r in a["runs"]) / 2)
+        for r, curve in zip(a["runs"], a["dev_f1_per_epoch"], strict=True):
+            assert r["dev_f1"] == pytest.approx(max(curve))  # the best epoch's dev F1
+        assert 0.0 <= a["test_f1"] <= 1.0
+        assert a["wall_seconds"] > 0 and a["peak_rss_mb"] > 10
+        for seed in (1, 2):
+            run = out / "trials" / f"{t.number:04d}" / f"seed-{seed}"
+            assert (run / "metrics.json").is_file() and (run / "log.jsonl").is_file()
+            assert not (run / "model.safetensors").exists()
+            assert not (run / "checkpoint.safetensors").exists()
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+
+    path = report(study, out)
+    md = path.read_text()
+    assert md.count("\n| ") == 1 + 4 + 2 + 1  # configurations header + rows, importances
+    rows = groups(study)
+    assert [g.dev_mean for g in rows] == sorted((g.dev_mean for g in rows), reverse=True)
+    assert f"| 1 | {rows[0].trials[0]} |" in md
+    for name in ("learning_curves.png", "f1_vs_time.png", "lr_by_optimizer.png",
+                 "batch_size.png"):
+        assert (out / name).read_bytes().startswith(PNG), name
+    assert not (out / "optimizers.png").exists()  # one optimizer: no per-optimizer plot
+    imp, why = importances(study)
+    assert set(imp) == {"train.lr", "train.batch_size"}, why
+    lines = (out / "trials.csv").read_text().splitlines()
+    assert len(lines) == 1 + 4 * 2
