@@ -4,6 +4,8 @@ consistent with the others; the FLOPs formula matches counts done by hand."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -182,3 +184,9 @@ def test_cuda_without_cuda_is_a_user_error(
 ) -> None:
     assert bench.main(["--config", str(tiny_config), "--quick", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_importing_the_command_leaves_torch_unloaded() -> None:
+    """cli.py builds every subcommand's parser on each call; `rnner --help` must stay fast."""
+    code = "import sys, rnner.bench; sys.exit('torch' in sys.modules or 'numpy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

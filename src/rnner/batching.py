@@ -171,14 +171,18 @@ def make_batch(data: Encoded, index: np.ndarray) -> Batch:
     if data.tags is not None:
         tags = torch.from_numpy(np.where(mask, data.tags[pos], 0))
     t = data.table
+    # Cut the characters to this batch's longest token, not the corpus's: the char encoder
+    # then does no work on padding.
+    char_lengths = t.char_lengths[distinct]
+    chars = t.chars[distinct][:, : max(int(char_lengths.max()), 1)]
     return Batch(
         index=torch.from_numpy(np.asarray(index, dtype=np.int64)),
         lengths=torch.from_numpy(lengths),
         mask=torch.from_numpy(mask),
         words=torch.from_numpy(t.words[tok]),
         casing=torch.from_numpy(t.casing[tok]),
-        chars=torch.from_numpy(t.chars[distinct]),
-        char_lengths=torch.from_numpy(t.char_lengths[distinct]),
+        chars=torch.from_numpy(chars),
+        char_lengths=torch.from_numpy(char_lengths),
         char_index=torch.from_numpy(inverse.reshape(tok.shape)),
         tags=tags,
     )

@@ -27,15 +27,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from . import batching, train
-from .batching import Batch, Encoded
 from .config import Config, ConfigError, ModelConfig
-from .model import RNNTagger
+
+if TYPE_CHECKING:  # torch is imported where used, so that `rnner --help` stays fast
+    import numpy as np
+    import torch
+
+    from .batching import Batch, Encoded
+    from .model import RNNTagger
 
 DEFAULT_CONFIG = "configs/conll03.toml"
 DESCRIPTION = ("Measure training and inference speed of a config's model on CoNLL batches, "
@@ -58,7 +59,7 @@ class Plan:
     profile_batches: int = 50
 
 
-QUICK = Plan(warmup=3, train_batches=30, train_reps=3, infer_batch_sizes=(1, 256, 1024),
+QUICK = Plan(warmup=3, train_batches=20, train_reps=3, infer_batch_sizes=(1, 256, 1024),
              infer_reps=1, latency_sentences=100, matmul_reps=5, profile_batches=20)
 
 
@@ -110,6 +111,8 @@ def char_positions(batches: Sequence[Batch], char_encoder: str) -> float:
 
 def matmul_gflops(size: int, reps: int, device: torch.device) -> float:
     """The machine's own fp32 square-matmul speed (median of `reps`), the yardstick."""
+    import torch
+
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     out = torch.empty(size, size, device=device)
@@ -144,6 +147,10 @@ class Setup:
 
 def prepare(cfg: Config, device: torch.device) -> Setup:
     """Corpus, vocabularies, embeddings and model exactly as `train.fit` makes them."""
+    import numpy as np
+
+    from . import train
+
     train.set_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
     corpus = train.load_corpus(cfg)
@@ -157,18 +164,26 @@ def prepare(cfg: Config, device: torch.device) -> Setup:
 
 
 def _sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def training_picks(s: Setup, count: int) -> list[np.ndarray]:
     """The first `count` batches of epoch 1 (cycled when an epoch has fewer)."""
+    from . import batching
+
     order = batching.batch_indices(s.train.lengths, s.cfg.train.batch_size, s.rng)
     return [order[i % len(order)] for i in range(count)]
 
 
 def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None:
     """One step as `train.fit` takes it."""
+    import torch
+
+    from . import batching
+
     b = batching.make_batch(s.train, index).to(s.device)
     loss = s.model.loss(b)
     opt.zero_grad(set_to_none=True)
@@ -180,10 +195,16 @@ def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None
 
 
 def _optimizer(s: Setup) -> torch.optim.Optimizer:
+    from . import train
+
     return train.make_optimizer(s.cfg, [p for p in s.model.parameters() if p.requires_grad])
 
 
 def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
+    import numpy as np
+
+    from . import batching
+
     picks = training_picks(s, plan.warmup + plan.train_batches)
     warm, timed = picks[: plan.warmup], picks[plan.warmup :]
     batches = [batching.make_batch(s.train, i) for i in timed]
@@ -213,16 +234,22 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
     }
 
 
-@torch.inference_mode()
 def _decode(s: Setup, data: Encoded, index: np.ndarray) -> int:
     """Tag one batch as evaluation does (to the device and back); returns its token count."""
+    import torch
+
+    from . import batching
+
     b = batching.make_batch(data, index)
-    s.model.decode(b.to(s.device)).cpu()
+    with torch.inference_mode():
+        s.model.decode(b.to(s.device)).cpu()
     return b.num_tokens
 
 
 def bench_latency(s: Setup, plan: Plan) -> dict[str, Any]:
     """Batch 1 on an evenly spaced dev sample: per-sentence latency, and its throughput."""
+    import numpy as np
+
     s.model.eval()
     n = min(plan.latency_sentences, len(s.dev))
     sample = np.unique(np.linspace(0, len(s.dev) - 1, n).round().astype(np.int64))
@@ -243,6 +270,8 @@ def bench_latency(s: Setup, plan: Plan) -> dict[str, Any]:
 
 def bench_infer(s: Setup, batch_size: int, reps: int) -> dict[str, Any]:
     """Tokens/s over the whole dev set at one batch size (median of `reps` passes)."""
+    from . import batching
+
     s.model.eval()
     groups = batching.batch_indices(s.dev.lengths, batch_size)
     _decode(s, s.dev, groups[-1])  # the longest batch: allocations before timing
@@ -282,6 +311,10 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
     (dropout, linear), crf or softmax (the loss), optimizer (clipping, step). This mirrors
     `RNNTagger.emissions` and `loss` (word dropout left out); keep them in step.
     """
+    import torch
+
+    from . import batching
+
     m = s.model
     m.train()
     opt = _optimizer(s)
@@ -362,6 +395,8 @@ def peak_rss_mb() -> float:
 
 def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) -> dict[str, Any]:
     """Every measurement, as one JSON-able dict (see the module docstring)."""
+    import torch
+
     s = prepare(cfg, device)
     matmul = matmul_gflops(plan.matmul_size, plan.matmul_reps, device)
     tr = bench_train(s, plan)
@@ -496,11 +531,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import train
+
     overrides = list(args.set or [])
     if args.batch_size is not None:
         overrides.append(f"train.batch_size={args.batch_size}")
     if args.device:
-        overrides.append(f'train.device="{args.device}"')
+        overrides.append(f"train.device={json.dumps(args.device)}")
     cfg = Config.load(args.config, overrides)
     threads = args.threads if args.threads is not None else cfg.train.threads
     if threads < 0:

@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--dest", help="directory (default ~/.cache/rnner/data)")
     dl.add_argument("--url", help="base URL holding train.txt, dev.txt, test.txt")
     dl.set_defaults(func=cmd_data)
+    from .bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 

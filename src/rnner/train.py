@@ -130,14 +130,22 @@ def build_model(
 
 
 def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The fused kernels (one pass over all parameters) where torch has them: with a
+    1M-row embedding matrix in the model, the unfused update is a fifth of a CPU step."""
     t = cfg.train
     kw: dict[str, Any] = {"lr": t.lr, "weight_decay": t.weight_decay}
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, momentum=t.momentum, nesterov=t.nesterov, **kw)
-    if t.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, momentum=t.momentum, **kw)
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
+        kw.update(momentum=t.momentum, nesterov=t.nesterov)
+    elif t.optimizer == "rmsprop":
+        kw.update(momentum=t.momentum)
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+           "nadam": torch.optim.NAdam, "rmsprop": torch.optim.RMSprop,
            "adagrad": torch.optim.Adagrad}[t.optimizer]
+    if t.optimizer in ("sgd", "adam", "adamw", "adagrad"):
+        try:
+            return cls(params, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):
+            pass  # an older torch or a device without the fused kernel
     return cls(params, **kw)
 
 
