@@ -1,6 +1,8 @@
 """Sweeps: parsing, sampling, resuming, abandoned trials, several workers, and the report."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from rnner.tune import (
     find_stale,
     host_id,
     load_sweep,
+    main_tune,
     sample,
     set_value,
     tune,
@@ -246,6 +249,50 @@ def test_resume_runs_only_the_missing_trials_and_retries_abandoned_ones(tmp_path
     assert third["finished"] == 4
 
 
+def test_interrupted_trial_is_retried_and_resumes_to_the_uninterrupted_result(
+        tmp_path, monkeypatch):
+    import rnner.train
+
+    path = write(tmp_path, TINY.replace('"train.epochs" = 2', '"train.epochs" = 4'))
+    out = tmp_path / "out"
+    real_fit = rnner.train.fit
+
+    def interrupted_fit(cfg, output, hooks=(), **kw):
+        def ctrl_c(record):
+            if record["epoch"] == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C: stops at the next batch
+
+        return real_fit(cfg, output, hooks=[*hooks, ctrl_c], **kw)
+
+    monkeypatch.setattr(rnner.train, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        tune(path, trials=2, output=out, quiet=True)
+    monkeypatch.setattr(rnner.train, "fit", real_fit)
+    study = open_study(out)
+    first, waiting = study.trials
+    assert first.state == TrialState.FAIL and "interrupted" in first.user_attrs["error"]
+    assert waiting.state == TrialState.WAITING and waiting.user_attrs["retry_of"] == 0
+    assert (out / "trials" / "0000" / "seed-1" / "checkpoint.safetensors").is_file()
+
+    assert tune(path, trials=2, output=out, quiet=True)["finished"] == 2
+    retry = open_study(out).trials[1]
+    assert retry.state == TrialState.COMPLETE and retry.params == first.params
+    run = retry.user_attrs["runs"][0]
+    assert run["resumed"] is True and len(run["dev_curve"]) == 4
+    cfg = Config.from_dict(retry.user_attrs["config"])
+    alone = fit(cfg, tmp_path / "alone", progress=False)
+    assert run["dev_f1"] == alone["dev"]["entity"]["f1"]
+    assert run["test_f1"] == alone["test"]["entity"]["f1"]
+    assert not (out / "trials" / "0001" / "seed-1" / "checkpoint.safetensors").exists()
+
+
+def test_main_tune_reports_a_bad_sweep_in_one_line(tmp_path, capsys):
+    path = write(tmp_path, '[search."train.lrr"]\nchoices = [0.1]\n')
+    assert main_tune([str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "search.train.lrr: unknown config key" in err
+
+
 def test_a_changed_sweep_does_not_join_the_old_study(tmp_path):
     out = tmp_path / "out"
     tune(write(tmp_path, TINY), trials=1, output=out, quiet=True)
@@ -268,6 +315,62 @@ def test_two_workers_share_one_journal_file(tmp_path):
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 5
     assert len({t.user_attrs["worker"]["pid"] for t in complete}) == 2  # both took trials
+
+
+# --- the report, on a study made by hand -----------------------------------------------------
+
+
+def _made_trial(optimizer, lr, cell, seed, dev, test, momentum=0.0):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    cfg = Config.from_dict({"train": {"optimizer": optimizer, "lr": lr, "seed": seed,
+                                      "momentum": momentum}, "model": {"cell": cell}})
+    from rnner.tune import config_id
+
+    params = {"train.optimizer": optimizer, f"train.lr@{optimizer}": lr, "model.cell": cell}
+    dists = {"train.optimizer": CategoricalDistribution(["sgd", "adam"]),
+             f"train.lr@{optimizer}": FloatDistribution(1e-4, 1.0, log=True),
+             "model.cell": CategoricalDistribution(["gru", "lstm"])}
+    if optimizer == "sgd":
+        params["train.momentum"] = momentum
+        dists["train.momentum"] = CategoricalDistribution([0.0, 0.9])
+    curve = [dev / 2, dev]
+    run = {"seed": seed, "dev_f1": dev, "test_f1": test, "best_epoch": 2, "epochs_run": 2,
+           "seconds": 10.0 * (1 + lr), "dev_curve": curve}
+    return optuna.trial.create_trial(
+        params=params, distributions=dists, value=dev,
+        user_attrs={"config": cfg.to_dict(), "config_id": config_id(cfg), "runs": [run],
+                    "seeds": [seed], "dev_f1_per_epoch": [curve]})
+
+
+def test_report_pools_seeds_ranks_by_dev_and_plots_what_varies(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("sweep", {"search": [
+        {"name": "train.optimizer", "key": "train.optimizer"},
+        {"name": "train.momentum", "key": "train.momentum"},
+        {"name": "train.lr@sgd", "key": "train.lr", "log": True},
+        {"name": "train.lr@adam", "key": "train.lr", "log": True},
+        {"name": "model.cell", "key": "model.cell"}]})
+    made = [("sgd", 0.1, "lstm", 1, 0.80, 0.70, 0.9), ("sgd", 0.1, "lstm", 2, 0.84, 0.60, 0.9),
+            ("adam", 0.001, "gru", 1, 0.81, 0.99, 0.0), ("sgd", 0.01, "gru", 1, 0.50, 0.40, 0.0),
+            ("adam", 0.01, "lstm", 1, 0.70, 0.65, 0.0)]
+    for o, lr, cell, seed, dev, test, mom in made:
+        study.add_trial(_made_trial(o, lr, cell, seed, dev, test, mom))
+    rows = groups(study)
+    # Seeds 1 and 2 of the same configuration are one row; the test F1 of 0.99 does not rank.
+    assert [(g.trials, len(g.runs)) for g in rows] == [([0, 1], 2), ([2], 1), ([4], 1), ([3], 1)]
+    assert rows[0].dev_mean == pytest.approx(0.82)
+    assert rows[0].optimizer() == "sgd+momentum" and rows[3].optimizer() == "sgd"
+    md = report(study, tmp_path).read_text()
+    assert "| 1 | 0 1 | sgd | 0.9 | 0.1 | lstm | 82.00 ± 2.83 | 65.00 ± 7.07 | 2 |" in md
+    assert "| 2 | 2 | adam | – | 0.001 | gru | 81.00 | 99.00 | 1 |" in md
+    assert "| parameter | importance |" in md
+    for name in ("learning_curves.png", "f1_vs_time.png", "lr_by_optimizer.png",
+                 "optimizers.png", "params.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG), name
+        assert f"]({name})" in md
+    assert not (tmp_path / "batch_size.png").exists()
+    assert json.loads((tmp_path / "best_config.json").read_text())["train"]["momentum"] == 0.9
 
 
 # --- the smoke sweep, end to end --------------------------------------------------------------

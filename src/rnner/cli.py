@@ -201,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--url", help="base URL holding train.txt, dev.txt, test.txt")
     dl.set_defaults(func=cmd_data)
     from .bench import add_parser as add_bench_parser
+    from .report import add_report_parser
+    from .tune import add_tune_parser
 
+    add_tune_parser(sub)
+    add_report_parser(sub)
     add_bench_parser(sub)
     return p
 

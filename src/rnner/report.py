@@ -45,6 +45,7 @@ class Group:
     config: dict[str, Any]
     trials: list[int] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    active: set[str] = field(default_factory=set)  # searched keys this configuration sampled
 
     def _stat(self, key: str) -> list[float]:
         return [r[key] for r in self.runs if r.get(key) is not None]
@@ -148,6 +149,7 @@ def groups(study: optuna.Study) -> list[Group]:
         g = out.setdefault(a.get("config_id", str(t.number)), Group(a.get("config_id", ""),
                                                                     a["config"]))
         g.trials.append(t.number)
+        g.active |= {name.split("@", 1)[0] for name in t.params}
         seen = {r["seed"] for r in g.runs}
         for r in a.get("runs", []):
             if "dev_f1" in r and r["seed"] not in seen:
@@ -179,14 +181,17 @@ def fmt(v: Any) -> str:
 
 def table(rows: list[Group], keys: list[str]) -> str:
     head = ["#", "trials", *keys, "dev F1", "test F1", "seeds", "best epoch", "epochs",
-            "s/seed"]
+            "s/seed"]  # "–": the key was not sampled (its condition did not hold)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, g in enumerate(rows[:MAX_ROWS], 1):
         cells = [str(i), " ".join(str(n) for n in g.trials)]
-        cells += [fmt(g.value(k)) for k in keys]
+        cells += [fmt(g.value(k)) if k in g.active else "–" for k in keys]
         cells += [pm(g.dev), pm(g.test), str(len(g.runs)), fmt(g.mean("best_epoch")),
                   fmt(g.mean("epochs_run")), fmt(g.mean("seconds"))]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(k not in g.active for g in rows for k in keys):
+        lines.append("\n–: not sampled in that configuration (its `when` condition did not "
+                     "hold), so the base config's value applies.")
     if len(rows) > MAX_ROWS:
         lines.append(f"\n{len(rows) - MAX_ROWS} more configurations are in trials.csv.")
     return "\n".join(lines)
@@ -231,7 +236,7 @@ def _save(fig: Any, path: Path) -> str:
 
 
 def _varies(rows: list[Group], key: str) -> bool:
-    return len({json.dumps(g.value(key)) for g in rows}) > 1
+    return len({json.dumps(g.value(key)) for g in rows if key in g.active}) > 1
 
 
 def _colors(labels: Sequence[str]) -> dict[str, Any]:
@@ -295,6 +300,7 @@ def plot_lr(rows: list[Group], path: Path) -> str:
     """Dev F1 against learning rate, one series per optimizer (log x)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = [g for g in rows if "train.lr" in g.active]
     labels = [g.optimizer() for g in rows]
     colors = _colors(labels)
     for lab in sorted(set(labels)):
@@ -315,6 +321,7 @@ def plot_lr(rows: list[Group], path: Path) -> str:
 def plot_batch(rows: list[Group], path: Path) -> str:
     """Every configuration as a dot; the best one per batch size with its seed spread."""
     plt = _pyplot()
+    rows = [g for g in rows if "train.batch_size" in g.active]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter([g.value("train.batch_size") for g in rows], [100 * g.dev_mean for g in rows],
                s=12, color="0.6", label="configuration (mean over seeds)")
@@ -372,6 +379,7 @@ def plot_params(rows: list[Group], keys: list[str], logs: set[str], path: Path) 
 
 
 def _param_panel(ax: Axes, rows: list[Group], key: str, log: bool) -> None:
+    rows = [g for g in rows if key in g.active]  # where a condition held
     values = [g.value(key) for g in rows]
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     if numeric and len(set(values)) > 4:

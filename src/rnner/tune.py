@@ -1068,7 +1068,7 @@ def tune(
     spec = WorkerSpec(sweep, url, name, str(out), target, keep_models, stale_after, heartbeat,
                       quiet=quiet)
     started = time.perf_counter()
-    codes = [run_worker(spec)] if workers == 1 else _run_pool(spec, workers)
+    codes = [_run_here(spec)] if workers == 1 else _run_pool(spec, workers)
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     counts = _counts(study)
     summary: dict[str, Any] = {
@@ -1084,6 +1084,23 @@ def tune(
     if 130 in codes:
         raise KeyboardInterrupt
     return summary
+
+
+def _run_here(spec: WorkerSpec) -> int:
+    """One worker in this process; SIGTERM stops it like Ctrl-C (checkpoint, re-enqueue)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return run_worker(spec)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return run_worker(spec)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_pool(spec: WorkerSpec, workers: int) -> list[int]:
