@@ -142,7 +142,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="rnner", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="rnner", description="rnner: recurrent networks for named entity recognition"
+    )
     p.add_argument("--version", action="version", version=f"rnner {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

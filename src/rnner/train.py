@@ -271,6 +271,7 @@ class Progress:
     elapsed: float = 0.0
     epoch_seconds: float = 0.0  # of the epoch in progress, and its running totals:
     loss: float = 0.0
+    sequences: int = 0
     sentences: int = 0
     tokens: int = 0
     log: list[str] = field(default_factory=list)
@@ -315,7 +316,9 @@ def fit(
     model.to(device)
     source = corpus.scheme
 
-    train_data = encode_split(corpus.train, vocabs, cfg, source).data
+    train_split = encode_split(corpus.train, vocabs, cfg, source)
+    train_data = train_split.data
+    unit_sizes = np.array([len(g) for g in train_split.groups])  # sentences per sequence
     dev = encode_split(corpus.dev, vocabs, cfg, source)
     dev_batches = dev.batches(t.eval_batch_size)
     opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
@@ -364,11 +367,12 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
                 opt.step()
                 state.loss += loss.item() * len(index)
-                state.sentences += len(index)
+                state.sequences += len(index)
+                state.sentences += int(unit_sizes[index].sum())
                 state.tokens += b.num_tokens
                 if progress and step % 20 == 0:
                     rate = state.sentences / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{state.loss / state.sentences:.3f}",
+                    bar.set_postfix(loss=f"{state.loss / state.sequences:.3f}",
                                     sents_s=f"{rate:.0f}")
                 if stop[0]:
                     state.position = step + 1
@@ -395,7 +399,7 @@ def fit(
                 state.stale += 1
             record = {
                 "epoch": epoch,
-                "train_loss": state.loss / max(state.sentences, 1),
+                "train_loss": state.loss / max(state.sequences, 1),
                 "dev_precision": scores["precision"],
                 "dev_recall": scores["recall"],
                 "dev_f1": dev_f1,
@@ -409,7 +413,7 @@ def fit(
             state.log.append(json.dumps(record))
             files.write_text(log_path, "\n".join(state.log) + "\n")
             state.epoch, state.position, state.epoch_seconds = epoch + 1, 0, 0.0
-            state.loss, state.sentences, state.tokens = 0.0, 0, 0
+            state.loss, state.sequences, state.sentences, state.tokens = 0.0, 0, 0, 0
             state.elapsed = time.perf_counter() - started
             epoch_rng = None
             done = bool(t.patience and state.stale >= t.patience)
