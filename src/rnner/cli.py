@@ -130,6 +130,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, progress=not args.quiet)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .predict import export_run
+
+    out = export_run(args.run_dir, args.output, half=not args.float32)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"exported {args.run_dir} to {out} ({size:.1f} MB)")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from . import data
 
@@ -194,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="a run directory reduced for shipping (float16)")
+    ex.add_argument("run_dir")
+    ex.add_argument("output")
+    ex.add_argument("--float32", action="store_true", help="keep float32 weights")
+    ex.set_defaults(func=cmd_export)
 
     d = sub.add_parser("data", help="obtain datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -82,6 +82,18 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
     return model.to(device).eval(), vocabs, cfg, meta
 
 
+def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """A run directory reduced to what prediction needs (no checkpoint, no logs), with
+    float16 weights by default: half the size, and the same predictions to within rounding."""
+    model, vocabs, cfg, meta = load_run(src)
+    out = Path(dst)
+    save_run(out, model, vocabs, cfg, meta, half=half)
+    metrics = Path(src) / "metrics.json"
+    if metrics.is_file():
+        files.write_text(out / "metrics.json", metrics.read_text(encoding="utf-8"))
+    return out
+
+
 # --- tokenizer -------------------------------------------------------------------------------
 
 _ABBREVIATIONS = {
