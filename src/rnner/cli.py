@@ -125,6 +125,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Tagger
     from .stream import predict_stream
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     tagger = Tagger.load(args.run_dir)
     return predict_stream(tagger, args.input, args.output, args.format, args.on_error,
                           batch_size=args.batch_size, progress=not args.quiet)
@@ -201,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "jsonl: raw text in, spans with offsets out")
     pr.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     pr.add_argument("--batch-size", type=int, default=256)
+    pr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
