@@ -69,7 +69,7 @@ if ((SCALED)); then
     done
 fi
 
-# The queue, longest first: the batch-size sweep (batch 1 is ~6x slower per epoch), then the
+# The queue, longest first: the batch-size sweep (batch 1 trains ~8x slower than 32), then the
 # optimizer sweeps, then the rest by decreasing number of configurations; baselines last.
 ORDER=(02_batch_size 01_optimizer_sgd 01_optimizer_sgd_momentum 01_optimizer_adam
        01_optimizer_adamw 01_optimizer_rmsprop 01_optimizer_adagrad 01_optimizer_nadam

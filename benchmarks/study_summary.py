@@ -134,6 +134,15 @@ class Sweep:
     sweep: dict[str, Any]
     span: tuple[dt.datetime, dt.datetime] | None  # first trial start, last trial end
 
+    def grid_size(self) -> int:
+        """Configurations the sweep's grid holds (0: not a grid of choices)."""
+        n = 1
+        for param in self.sweep.get("search", []):
+            if "choices" not in param:
+                return 0
+            n *= len(param["choices"])
+        return n if self.sweep.get("search") else 0
+
 
 def read_sweeps(runs: Path) -> dict[str, Sweep]:
     out = {}
@@ -458,7 +467,7 @@ def machine(runs: Path) -> dict[str, str]:
 
 
 def timings(runs: Path) -> dict[str, int]:
-    """Wall seconds per sweep (the last completed pass of each) from run_study.sh's log."""
+    """Wall seconds per sweep, summed over every pass of run_study.sh (its timings.tsv)."""
     path = runs / "timings.tsv"
     out: dict[str, int] = {}
     if path.is_file():
@@ -517,7 +526,8 @@ def write_page(runs: Path, output: Path, command: str) -> Path:
     walls = timings(runs)
     seeds = sorted({r["seed"] for g in all_rows for r in g.runs})
     threads = sorted({r.get("threads") for g in all_rows for r in g.runs if r.get("threads")})
-    failed = {n: s.counts.get("FAIL", 0) for n, s in sweeps.items() if s.counts.get("FAIL")}
+    short = {n: f"{len(s.rows)} of {s.grid_size()}" for n, s in sweeps.items()
+             if s.grid_size() and len(s.rows) < s.grid_size()}
     expected = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "configs" /
                                        "sweeps" / "study").glob("[0-9]*.toml"))
     missing = [n for n in expected if n not in sweeps]
@@ -568,18 +578,19 @@ def write_page(runs: Path, output: Path, command: str) -> Path:
     took = ""
     if spans:
         minutes = (max(e for _, e in spans) - min(b for b, _ in spans)).total_seconds() / 60
-        took = (f" It took {minutes:.0f} minutes here, from the first trial's start to the "
+        took = (f" It took {minutes:.0f} minute(s) here, from the first trial's start to the "
                 "last one's end" + (" (across resumptions)" if info.get("resumed") else "")
                 + ".")
     md += ["", f"Reproduce (rerunning resumes; the script ends by regenerating this page).{took}",
            "", "```sh", command, "```", "",
            "Each sweep's own report (every configuration, learning curves, `trials.csv`) is in "
            f"`{runs}/NAME/report.md` after a run.", ""]
-    if missing or failed:
+    if missing or short:
         md.append("**Incomplete:** " + "; ".join(
             ([f"not run yet: {', '.join(missing)}"] if missing else [])
-            + (["failed trials: " + ", ".join(f"{n} ({c})" for n, c in failed.items())]
-               if failed else [])) + ".")
+            + (["configurations with results: " + ", ".join(f"{n} ({c})" for n, c in
+                                                             short.items())]
+               if short else [])) + ". Rerun the command below to finish the study.")
         md.append("")
 
     # overview
