@@ -197,7 +197,7 @@ def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None
 def _optimizer(s: Setup) -> torch.optim.Optimizer:
     from . import train
 
-    return train.make_optimizer(s.cfg, [p for p in s.model.parameters() if p.requires_grad])
+    return train.make_optimizer(s.cfg, train.param_groups(s.cfg, s.model))
 
 
 def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:

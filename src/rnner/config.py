@@ -72,6 +72,9 @@ class TrainConfig:
     step_size: int = 10  # step: epochs between decays
     gamma: float = 0.5  # step / plateau: decay factor
     clip: float = 5.0  # gradient norm clipping (0: off)
+    # Learning rate of the word embeddings relative to `lr`. Below 1, trained words stay
+    # near the pretrained space that the dev/test-only words (never updated) still live in.
+    embedding_lr_scale: float = 1.0
     batch_size: int = 10
     eval_batch_size: int = 512
     epochs: int = 50
@@ -147,6 +150,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.step_size": (1, None),
     "train.gamma": (0.0, 1.0),
     "train.clip": (0.0, None),
+    "train.embedding_lr_scale": (0.0, None),
     "train.batch_size": (1, None),
     "train.eval_batch_size": (1, None),
     "train.epochs": (1, None),
