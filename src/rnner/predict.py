@@ -73,9 +73,7 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
     vocabs = Vocabs.from_dict(json.loads((d / "vocab.json").read_text(encoding="utf-8")))
     meta = json.loads((d / "run.json").read_text(encoding="utf-8"))
     names = vocabs.tags.itos
-    scheme = cfg.data.scheme
-    constraints = (tags.allowed_transitions(names, scheme), tags.allowed_start(names, scheme),
-                   tags.allowed_end(names, scheme))
+    constraints = tags.constraints(names, cfg.data.scheme)
     model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
                       meta["word_dim"], constraints)
     model.load_state_dict(load_weights(d))

@@ -303,3 +303,11 @@ def allowed_end(tag_names: Sequence[str], scheme: str) -> list[int]:
     scheme = normalize_scheme(scheme)
     parsed = [_parse_for(scheme, t) for t in tag_names]
     return [i for i, a in enumerate(parsed) if _successor_ok(scheme, a, _OUTSIDE)]
+
+
+def constraints(
+    tag_names: Sequence[str], scheme: str
+) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Allowed transitions, first tags and last tags: what a CRF for `scheme` may output."""
+    return (allowed_transitions(tag_names, scheme), allowed_start(tag_names, scheme),
+            allowed_end(tag_names, scheme))

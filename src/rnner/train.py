@@ -48,7 +48,7 @@ class Corpus:
     paths: dict[str, str] = field(default_factory=dict)
 
 
-def load_corpus(cfg: Config, need_test: bool = True) -> Corpus:
+def load_corpus(cfg: Config) -> Corpus:
     from .data import resolve_split
 
     d = cfg.data
@@ -56,8 +56,6 @@ def load_corpus(cfg: Config, need_test: bool = True) -> Corpus:
     splits = {}
     for split in ("train", "dev", "test"):
         given = getattr(d, split)
-        if not given and split == "test" and not need_test:
-            continue
         path = Path(given) if given else resolve_split(d.dataset, split, d.data_dir or None)
         sents = read_conll(path, word_column=d.word_column, tag_column=d.tag_column)
         if d.max_sentences:
@@ -109,14 +107,9 @@ def build_model(
     )
     info: dict[str, Any] = {"words": len(vocabs.words), "chars": len(vocabs.chars),
                             "tags": len(vocabs.tags)}
-    names = vocabs.tags.itos
-    constraints = (
-        tags.allowed_transitions(names, cfg.data.scheme),
-        tags.allowed_start(names, cfg.data.scheme),
-        tags.allowed_end(names, cfg.data.scheme),
-    )
     dim = pretrained.dim if pretrained is not None else m.word_dim
-    model = RNNTagger(m, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), dim, constraints)
+    model = RNNTagger(m, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), dim,
+                      tags.constraints(vocabs.tags.itos, cfg.data.scheme))
     if pretrained is not None:
         surfaces: dict[str, str] = {}
         for s in corpus.train + corpus.dev + corpus.test:
