@@ -151,3 +151,27 @@ def test_load_run_missing_directory(tmp_path):
     with pytest.raises(RunDirError) as info:
         Tagger.load(tmp_path / "nope")
     assert str(info.value) == f"{tmp_path / 'nope'}: not a run directory (no such directory)"
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [("vocab.json", b"{bad"), ("config.json", b'{"model": {"cell": "tree"}}'),
+     ("model.safetensors", b"\x00" * 100)],
+)
+def test_load_run_reports_damaged_files(run_copy, name, damage):
+    (run_copy / name).write_bytes(damage)
+    with pytest.raises(RunDirError) as info:
+        load_run(run_copy)
+    assert str(info.value).startswith(f"{run_copy}: damaged run directory (")
+
+
+def test_export_half_precision_predicts_the_same(tiny_run, tmp_path):
+    from rnner.predict import export_run
+
+    out = export_run(tiny_run, tmp_path / "half")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "metrics.json", "model.safetensors", "run.json", "vocab.json"]
+    full = (tiny_run / "model.safetensors").stat().st_size
+    assert (out / "model.safetensors").stat().st_size < 0.6 * full
+    text = "Peter Blackburn visited Brussels . German officials met EU leaders in Bonn ."
+    assert Tagger.load(out).predict(text) == Tagger.load(tiny_run).predict(text)

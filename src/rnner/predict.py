@@ -69,15 +69,21 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
     for name in ("model.safetensors", "config.json", "vocab.json", "run.json"):
         if not (d / name).is_file():
             raise RunDirError(f"{d}: not a run directory (missing {name})")
-    cfg = Config.from_dict(json.loads((d / "config.json").read_text(encoding="utf-8")))
-    vocabs = Vocabs.from_dict(json.loads((d / "vocab.json").read_text(encoding="utf-8")))
-    meta = json.loads((d / "run.json").read_text(encoding="utf-8"))
-    names = vocabs.tags.itos
-    constraints = tags.constraints(names, cfg.data.scheme)
-    model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
-                      meta["word_dim"], constraints)
-    model.load_state_dict(load_weights(d))
+    try:
+        cfg = Config.from_dict(_read_json(d / "config.json"))
+        vocabs = Vocabs.from_dict(_read_json(d / "vocab.json"))
+        meta = _read_json(d / "run.json")
+        names = vocabs.tags.itos
+        model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
+                          meta["word_dim"], tags.constraints(names, cfg.data.scheme))
+        model.load_state_dict(load_weights(d))
+    except Exception as e:  # bad JSON, config, truncated weights, shape mismatch: all one story
+        raise RunDirError(f"{d}: damaged run directory ({type(e).__name__}: {e})") from None
     return model.to(device).eval(), vocabs, cfg, meta
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
