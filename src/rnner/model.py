@@ -28,7 +28,8 @@ class CharCNN(nn.Module):
         x = self.dropout(self.embed(chars)).transpose(1, 2)  # [U, dim, L]
         h = self.conv(x)[:, :, : chars.shape[1]]
         pad = torch.arange(chars.shape[1], device=chars.device)[None, :] >= lengths[:, None]
-        return h.masked_fill(pad.unsqueeze(1), float("-inf")).amax(dim=2).clamp(min=-1e4)
+        pooled = h.masked_fill(pad.unsqueeze(1), float("-inf")).amax(dim=2)
+        return pooled.masked_fill((lengths == 0).unsqueeze(1), 0.0)  # the padding token
 
 
 class CharLSTM(nn.Module):
