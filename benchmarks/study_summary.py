@@ -44,6 +44,7 @@ TITLES = {  # a factor's title, by its first searched key
     "data.scheme": "Tag scheme",
     "model.embeddings": "Word embeddings",
     "train.clip": "Gradient clipping (max norm; 0 = off)",
+    "model.word_dropout": "Word dropout (training tokens replaced by UNK)",
 }
 
 
