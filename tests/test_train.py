@@ -196,3 +196,16 @@ def test_every_architecture_takes_a_step(cell, char_encoder, output):
     pred = model.decode(batch)
     assert pred.shape == (3, 4)
     assert int(pred.max()) < len(vocabs.tags)
+
+
+def test_train_on_dev_keeps_the_last_epoch(conll_dir, tmp_path):
+    from rnner.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.train_on_dev"):
+        Config.from_dict({"data": {"train_on_dev": True}})
+    cfg = Config.from_dict(tiny_sections(
+        data={"max_sentences": 40, "train_on_dev": True},
+        train={"select": "last", "epochs": 3}))
+    assert len(load_corpus(cfg).train) == 80
+    metrics = fit(cfg, tmp_path / "run", progress=False)
+    assert metrics["best_epoch"] == 3

@@ -39,6 +39,7 @@ class DataConfig:
     max_sentences: int = 0  # use only the first N sentences of each split (0: all)
     context: str = "sentence"  # sentence | document: what one sequence of the network holds
     max_context_tokens: int = 256  # document context: longest run of sentences, in tokens
+    train_on_dev: bool = False  # train on train+dev (then use train.select = "last")
 
 
 @dataclass
@@ -79,6 +80,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     epochs: int = 50
     patience: int = 10  # early stopping on dev F1 (0: off)
+    select: str = "best_dev"  # best_dev | last: which epoch's model the run keeps
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -126,6 +128,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.cell": ("rnn", "gru", "lstm"),
     "model.output": ("crf", "softmax"),
     "train.optimizer": ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"),
+    "train.select": ("best_dev", "last"),
     "train.schedule": ("constant", "inverse_time", "step", "cosine", "plateau"),
 }
 
@@ -210,6 +213,8 @@ def validate(cfg: Config) -> Config:
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             bounds = f"[{lo}, {hi if hi is not None else 'inf'}]"
             raise ConfigError(key, f"{v!r} is out of range {bounds}")
+    if cfg.data.train_on_dev and cfg.train.select != "last":
+        raise ConfigError("data.train_on_dev", 'needs train.select = "last": dev is trained on')
     if cfg.train.nesterov and (cfg.train.optimizer != "sgd" or cfg.train.momentum == 0):
         raise ConfigError("train.nesterov", "needs optimizer 'sgd' with momentum > 0")
     return cfg

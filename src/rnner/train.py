@@ -62,6 +62,8 @@ def load_corpus(cfg: Config) -> Corpus:
             sents = sents[: d.max_sentences]
         splits[split] = sents
         paths[split] = str(path)
+    if d.train_on_dev:  # the train+dev protocol: dev still reported, but no longer held out
+        splits["train"] = splits["train"] + splits["dev"]
     scheme = check_tags(splits["train"], paths["train"])
     types = {tags.split_tag(t)[1] for s in splits["train"] for t in s.tags} - {None}
     for split in ("dev", "test"):
@@ -394,7 +396,8 @@ def fit(
                 sched.step(dev_f1)
             else:
                 sched.step()
-            improved = dev_f1 > state.best_f1
+            # "last" is for training on train+dev, where dev F1 is no longer a fair judge.
+            improved = dev_f1 > state.best_f1 or t.select == "last"
             if improved:
                 state.best_f1, state.best_epoch, state.stale = dev_f1, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
