@@ -191,9 +191,9 @@ def test_train_refuses_bad_config(capsys, tmp_path, name):
     [
         ("model.cell=transformer", "config model.cell: 'transformer' is not one of rnn, gru, lstm"),
         ("train.epoch=3", "config train.epoch: unknown key; known keys here: batch_size, clip, "
-                          "device, epochs, eval_batch_size, gamma, lr, lr_decay, momentum, "
-                          "nesterov, optimizer, patience, schedule, seed, step_size, threads, "
-                          "weight_decay"),
+                          "device, embedding_lr_scale, epochs, eval_batch_size, gamma, lr, "
+                          "lr_decay, momentum, nesterov, optimizer, patience, schedule, seed, "
+                          "select, step_size, threads, weight_decay"),
         ("train.batch_size=0", "config train.batch_size: 0 is out of range [1, inf]"),
         ("model.layers=two", "config model.layers: expected int, found str 'two'"),
         ("epochs=3", "config epochs: an override key must look like section.key"),
