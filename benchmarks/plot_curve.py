@@ -17,12 +17,26 @@ def curve(run: Path) -> list[tuple[float, float]]:
     return [(r["elapsed_seconds"], 100 * r["dev_f1"]) for r in log]
 
 
+def _epoch_table(runs: list[str], epochs: int) -> None:
+    names = [r.split("=", 1)[0] for r in runs]
+    curves = [curve(Path(r.split("=", 1)[1]))[:epochs] for r in runs]
+    print("| epoch | " + " | ".join(f"dev F1 {n}" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for e in range(min(len(c) for c in curves)):
+        print(f"| {e + 1} | " + " | ".join(f"{c[e][1]:.2f}" for c in curves) + " |")
+    print("| best | " + " | ".join(f"{max(y for _, y in c):.2f}" for c in curves) + " |\n")
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
     p.add_argument("--output", required=True)
     p.add_argument("--threshold", type=float, default=90.0)
+    p.add_argument("--epochs", type=int, default=0,
+                   help="also print dev F1 per epoch for the first N epochs, side by side")
     args = p.parse_args(argv)
+    if args.epochs:
+        _epoch_table(args.runs, args.epochs)
 
     import matplotlib
 
