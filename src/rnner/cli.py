@@ -16,11 +16,11 @@ from pathlib import Path
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .conll import InputError
-    from .data import DataNotFoundError
+    from .data import DataError
     from .metrics import ScoreInputError
     from .predict import RunDirError
 
-    return (InputError, ConfigError, DataNotFoundError, RunDirError, ScoreInputError,
+    return (InputError, ConfigError, DataError, RunDirError, ScoreInputError,
             FileNotFoundError, IsADirectoryError, PermissionError)
 
 
