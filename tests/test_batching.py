@@ -166,3 +166,16 @@ def test_iterate_yields_every_sentence_once(vocabs):
 )
 def test_casing_class(token, name):
     assert CASING[casing_class(token)] == name
+
+
+def test_document_units_pack_sentences_of_one_document_up_to_the_budget():
+    from rnner.batching import join_units, split_units, units
+
+    docs, lengths = [0, 0, 0, 1, 1, 2], [3, 4, 5, 2, 2, 9]
+    assert units(docs, lengths, "sentence", 8) == [[0], [1], [2], [3], [4], [5]]
+    groups = units(docs, lengths, "document", 8)
+    assert groups == [[0, 1], [2], [3, 4], [5]]  # never across documents or over 8 tokens
+    sents = [[f"s{i}t{j}" for j in range(n)] for i, n in enumerate(lengths)]
+    joined = join_units(sents, groups)
+    assert [len(u) for u in joined] == [7, 5, 4, 9]
+    assert split_units(joined, groups, lengths) == sents
