@@ -175,3 +175,12 @@ def test_export_half_precision_predicts_the_same(tiny_run, tmp_path):
     assert (out / "model.safetensors").stat().st_size < 0.6 * full
     text = "Peter Blackburn visited Brussels . German officials met EU leaders in Bonn ."
     assert Tagger.load(out).predict(text) == Tagger.load(tiny_run).predict(text)
+
+
+def test_the_shipped_model_loads_by_default_and_finds_entities():
+    from rnner.predict import default_model_path
+
+    path = default_model_path()
+    assert path.name == "conll03-en"
+    spans = Tagger.load().predict("Peter Blackburn visited Brussels on Monday.")
+    assert [(s.label, s.text) for s in spans] == [("PER", "Peter Blackburn"), ("LOC", "Brussels")]
