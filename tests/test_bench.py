@@ -10,11 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_sections, to_toml
 
-from rnner import bench
+from rnner import batching, bench
 from rnner.config import Config, ModelConfig
 
 PLAN = bench.Plan(warmup=1, train_batches=3, train_reps=2, infer_batch_sizes=(1, 16),
@@ -190,3 +191,15 @@ def test_importing_the_command_leaves_torch_unloaded() -> None:
     """cli.py builds every subcommand's parser on each call; `rnner --help` must stay fast."""
     code = "import sys, rnner.bench; sys.exit('torch' in sys.modules or 'numpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_short_plan_samples_batches_evenly_by_length(tiny_config: Path) -> None:
+    """With fewer picks than batches, the picks span the epoch's range of lengths."""
+    cfg = Config.load(tiny_config)
+    s = bench.prepare(cfg, torch.device("cpu"))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = s.rng.bit_generator.state
+    order = batching.batch_indices(s.train.lengths, cfg.train.batch_size, rng)
+    means = sorted(float(s.train.lengths[b].mean()) for b in order)
+    picks = bench.training_picks(s, 2)
+    assert sorted(float(s.train.lengths[p].mean()) for p in picks) == [means[0], means[-1]]

@@ -171,11 +171,21 @@ def _sync(device: torch.device) -> None:
 
 
 def training_picks(s: Setup, count: int) -> list[np.ndarray]:
-    """The first `count` batches of epoch 1 (cycled when an epoch has fewer)."""
+    """`count` of epoch 1's batches, evenly spaced over them by length, in epoch order.
+
+    Sentences/s depends on sentence length: the first few batches of a shuffled epoch can be
+    a token longer or shorter on average than the epoch, so a short run measures the
+    batch sample as much as the code. An even spread by length matches the epoch's mix.
+    """
     from . import batching
 
     order = batching.batch_indices(s.train.lengths, s.cfg.train.batch_size, s.rng)
-    return [order[i % len(order)] for i in range(count)]
+    if count >= len(order):
+        return [order[i % len(order)] for i in range(count)]
+    by_length = sorted(range(len(order)), key=lambda i: float(s.train.lengths[order[i]].mean()))
+    chosen = sorted({by_length[round(k * (len(order) - 1) / (count - 1))]
+                     for k in range(count)}) if count > 1 else [0]
+    return [order[i] for i in chosen]
 
 
 def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None:
@@ -205,8 +215,8 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
 
     from . import batching
 
-    picks = training_picks(s, plan.warmup + plan.train_batches)
-    warm, timed = picks[: plan.warmup], picks[plan.warmup :]
+    timed = training_picks(s, plan.train_batches)
+    warm = [timed[i % len(timed)] for i in range(plan.warmup)]  # untimed extra steps
     batches = [batching.make_batch(s.train, i) for i in timed]
     tokens = sum(b.num_tokens for b in batches)
     sentences = int(sum(s.train_units[i].sum() for i in timed))
