@@ -502,6 +502,23 @@ def level_table(f: Factor) -> str:
     return "\n".join(lines)
 
 
+def _drift_note() -> list[str]:
+    """Say so when the default config changed after the study's base was made from it."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    base = tomllib.loads((root / "configs/sweeps/study/base.toml").read_text())
+    default = tomllib.loads((root / "configs/conll03.toml").read_text())
+    differ = [f"`{sec}.{k}` ({base[sec].get(k)!r} here, {v!r} there)"
+              for sec, table in default.items() for k, v in table.items()
+              if base.get(sec, {}).get(k, v) != v and k not in ("epochs", "patience")]
+    if not differ:
+        return []
+    return ["- Note: besides the subset and budget, the study's base differs from the current "
+            "`configs/conll03.toml` in " + ", ".join(differ) + ". Its optimizer table compares "
+            "those levels directly."]
+
+
 def _num(v: float | None, digits: int) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -559,6 +576,7 @@ def write_page(runs: Path, output: Path, command: str) -> Path:
            "- Design: one factor at a time around the default config "
            "(`configs/sweeps/study/base.toml` = the default model on the subset). The default "
            "level is trained once (`00_default`) and is the reference of every factor.",
+           *_drift_note(),
            f"- Machine: {info.get('cpu_model', '?')}, {info.get('cpus', '?')} CPU cores "
            f"({info.get('source', '')}); torch {info.get('torch', '?')}; "
            f"{', '.join(map(str, threads)) or '?'} torch thread(s) per run, "
