@@ -14,6 +14,7 @@ import json
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -362,7 +363,8 @@ def fit(
             model.train()
             t0 = time.perf_counter() - state.epoch_seconds
             bar = tqdm(batches[state.position :], desc=f"epoch {epoch}", unit="batch",
-                       leave=False, disable=not progress, dynamic_ncols=True,
+                       leave=False, disable=not progress or not sys.stderr.isatty(),
+                       dynamic_ncols=True,
                        initial=state.position, total=len(batches))
             for step, index in enumerate(bar, start=state.position):
                 b = batching.make_batch(train_data, index).to(device)
