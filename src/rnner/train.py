@@ -448,12 +448,15 @@ def fit(
         "train_seconds": round(state.elapsed, 2),
         "device": str(device),
     }
-    for split, sents in (("dev", corpus.dev), ("test", corpus.test)):
-        if not sents:
+    test = encode_split(corpus.test, vocabs, cfg, source) if corpus.test else None
+    for split, sents, enc, batches in (
+        ("dev", corpus.dev, dev, dev_batches),
+        ("test", corpus.test, test, test.batches(t.eval_batch_size) if test else []),
+    ):
+        if enc is None:
             continue
-        enc = encode_split(sents, vocabs, cfg, source)
-        res = evaluate_split(model, enc, enc.batches(t.eval_batch_size), sents, vocabs, cfg,
-                             source, device, report=True)
+        res = evaluate_split(model, enc, batches, sents, vocabs, cfg, source, device,
+                             report=True)
         res.pop("predictions")
         metrics[split] = res
     files.write_json(out / "metrics.json", metrics)
