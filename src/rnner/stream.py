@@ -23,7 +23,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
@@ -291,6 +291,7 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
 
     def done(out: IO[str]) -> None:
         out.flush()  # a pipe's reader sees each chunk as soon as it is tagged
+        _release_memory()
         bar.update(counts.bytes_read - bar.n)
         if counts.skipped:
             bar.set_postfix(skipped=counts.skipped, refresh=False)
@@ -314,6 +315,25 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
     if counts.skipped:
         print(f"{name}: skipped {counts.skipped} bad line(s)", file=sys.stderr)
     return 0
+
+
+def _trim() -> Any:
+    """glibc's malloc_trim, or None: tensors of ever-changing shapes leave freed memory
+    scattered over the heap, which glibc keeps unless asked to give it back."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _trim()
+
+
+def _release_memory() -> None:
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _weight(item: Sentence | DocStart) -> int:
