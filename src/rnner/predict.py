@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from safetensors.torch import save as save_safetensors
 from . import batching, files, tags
 from .config import Config
 from .model import RNNTagger
+from .train import Split, predict_ids
 from .vocab import Vocabs
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
@@ -202,15 +203,11 @@ class Tagger:
                                 self.cfg.data.max_context_tokens)
         data = batching.encode(batching.join_units([sentences[i] for i in keep], groups),
                                self.vocabs)
+        split = Split(data, groups, lengths)
         names = self.vocabs.tags.itos
-        rows: list[list[int]] = [[] for _ in groups]
-        self.model.eval()
         with torch.inference_mode():
-            for b in batching.iterate(data, batch_size):
-                ids = self.model.decode(b.to(self.device)).cpu().tolist()
-                for row, j, n in zip(ids, b.index.tolist(), b.lengths.tolist(), strict=True):
-                    rows[j] = row[:n]
-        for i, row in zip(keep, batching.split_units(rows, groups, lengths), strict=True):
+            ids = predict_ids(self.model, split, split.batches(batch_size), self.device)
+        for i, row in zip(keep, ids, strict=True):
             result[i] = tags.convert([names[k] for k in row], self.output_scheme, self.scheme)
         return result
 
@@ -271,7 +268,3 @@ def default_model_path() -> Path:
         "pass a run directory or set RNNER_MODEL"
     )
 
-
-def iter_lines(stream: Iterable[str]) -> Iterator[str]:
-    for line in stream:
-        yield line.rstrip("\n\r")

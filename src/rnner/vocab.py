@@ -108,9 +108,9 @@ def build_vocabs(
     )
 
 
-def _tag_order(tag: str) -> tuple[str, str]:
-    """O first, then grouped by type: tables and confusion matrices read better."""
+def _tag_order(tag: str) -> tuple[str, int]:
+    """O first, then grouped by type (B, I, E, S within one): tables read better."""
     if tag == "O":
-        return ("", "")
+        return ("", -1)
     prefix, _, kind = tag.partition("-")
-    return (kind, "BIES".find(prefix[:1]).__str__())
+    return (kind, "BIES".find(prefix[:1]))
