@@ -42,3 +42,15 @@ def test_experiment_command_runs_each_seed_once(conll_dir, write_config, tmp_pat
     assert main(args) == 0  # finished seeds are not trained again
     assert (out / "seed1" / "metrics.json").stat().st_mtime_ns == stamp
     assert "| test |" in capsys.readouterr().out
+
+
+def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_path,
+                                                  monkeypatch):
+    # Sharing the cores out among workers must not override an explicit train.threads: two
+    # 2-thread runs on 2 cores crawled at a tenth of their speed.
+    monkeypatch.setattr("rnner.experiment.os.cpu_count", lambda: 8)
+    config = write_config(data={"max_sentences": 40}, train={"epochs": 1})
+    out = tmp_path / "exp"
+    assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
+                 "--set", "train.threads=1", "--output", str(out)]) == 0
+    assert json.loads((out / "seed1" / "config.json").read_text())["train"]["threads"] == 1

@@ -103,7 +103,9 @@ def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[
     out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     workers = workers or min(len(seeds), cores)
-    threads = max(1, cores // workers)
+    # The cores are shared out among the workers unless the config or --set fixes
+    # train.threads: more threads than cores makes every run crawl.
+    threads = Config.load(config_path, overrides).train.threads or max(1, cores // workers)
     runs: list[dict[str, Any]] = []
     todo = []
     for seed in seeds:
