@@ -503,20 +503,25 @@ def level_table(f: Factor) -> str:
 
 
 def _drift_note() -> list[str]:
-    """Say so when the default config changed after the study's base was made from it."""
-    import tomllib
+    """Say so when the default config changed after the study's base was made from it.
+
+    Both configs are resolved first, so a key that one file leaves at its built-in default
+    still counts.
+    """
+    from rnner.config import Config
 
     root = Path(__file__).resolve().parents[1]
-    base = tomllib.loads((root / "configs/sweeps/study/base.toml").read_text())
-    default = tomllib.loads((root / "configs/conll03.toml").read_text())
-    differ = [f"`{sec}.{k}` ({base[sec].get(k)!r} here, {v!r} there)"
+    base = Config.load(root / "configs/sweeps/study/base.toml").to_dict()
+    default = Config.load(root / "configs/conll03.toml").to_dict()
+    budget = {("data", "max_sentences"), ("train", "epochs"), ("train", "patience")}
+    differ = [f"`{sec}.{k}` ({base[sec][k]!r} here, {v!r} there)"
               for sec, table in default.items() for k, v in table.items()
-              if base.get(sec, {}).get(k, v) != v and k not in ("epochs", "patience")]
+              if base[sec][k] != v and (sec, k) not in budget]
     if not differ:
         return []
     return ["- Note: besides the subset and budget, the study's base differs from the current "
-            "`configs/conll03.toml` in " + ", ".join(differ) + ". Its optimizer table compares "
-            "those levels directly."]
+            "`configs/conll03.toml` in " + ", ".join(differ) + ". The tables of those factors "
+            "compare both levels directly; their \"(default)\" is the study's base."]
 
 
 def _num(v: float | None, digits: int) -> str:
