@@ -54,3 +54,118 @@ def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_pa
     assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
                  "--set", "train.threads=1", "--output", str(out)]) == 0
     assert json.loads((out / "seed1" / "config.json").read_text())["train"]["threads"] == 1
+
+
+def _interrupted_seed(config, run_dir, overrides):
+    """Train seed 1 as the experiment would, stopped by SIGINT early in epoch 2."""
+    import os
+    import signal
+
+    import pytest
+
+    from rnner.config import Config
+    from rnner.train import Interrupted, fit
+
+    def stop(record: dict) -> None:
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = Config.load(config, [*overrides, "train.seed=1", "train.threads=1"])
+    with pytest.raises(Interrupted):
+        fit(cfg, run_dir, hooks=[stop], progress=False)
+    return cfg
+
+
+def test_rerun_resumes_an_interrupted_seed_to_the_uninterrupted_result(
+        conll_dir, write_config, tmp_path):
+    from rnner.train import fit
+
+    config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
+    out = tmp_path / "exp"
+    cfg = _interrupted_seed(config, out / "seed1", [])
+    fit(cfg, tmp_path / "whole", progress=False)
+    assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
+                 "--set", "train.threads=1", "--output", str(out)]) == 0
+    log = [json.loads(line) for line in (out / "seed1" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]  # epoch 1 was not trained again
+
+    def metrics(run):
+        m = json.loads((run / "metrics.json").read_text())
+        m.pop("train_seconds")
+        return m
+
+    assert metrics(out / "seed1") == metrics(tmp_path / "whole")
+
+
+def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_config, tmp_path,
+                                                            capsys):
+    config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
+    out = tmp_path / "exp"
+    _interrupted_seed(config, out / "seed1", [])
+    assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
+                 "--set", "train.threads=1", "--set", "train.lr=0.5", "--output",
+                 str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds an unfinished run of another config" in err and "seed1" in err
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (exited, not yet reaped by init) counts as gone."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, write_config,
+                                                                    tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to find the worker processes")
+    config = write_config(data={"max_sentences": 200}, train={"epochs": 200})
+    out = tmp_path / "exp"
+    parent = subprocess.Popen([sys.executable, "-m", "rnner.cli", "experiment", str(config),
+                               "--seeds", "1", "--workers", "1", "--set", "train.threads=1",
+                               "--output", str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "seed1" / "log.jsonl").exists():  # training is under way
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.2)
+        workers = _children(parent.pid)
+        assert workers
+        parent.send_signal(signal.SIGTERM)  # the experiment process dies at once
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(_alive(w) for w in workers):
+            assert time.monotonic() < deadline, "a worker outlived the experiment"
+            time.sleep(0.2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert (out / "seed1" / "checkpoint.safetensors").is_file()
+    assert not (out / "seed1" / "metrics.json").exists()

@@ -67,12 +67,16 @@ def _print_final(metrics: dict, output: str) -> None:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .config import Config
-    from .experiment import markdown, run
+    from .experiment import SeedInterrupted, markdown, run
 
     Config.load(args.config, args.set)  # fail fast on a bad config, before any process starts
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     output = args.output or f"runs/{Path(args.config).stem}-seeds"
-    summary = run(args.config, seeds, output, list(args.set or []), workers=args.workers)
+    try:
+        summary = run(args.config, seeds, output, list(args.set or []), workers=args.workers)
+    except SeedInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
     print(markdown(summary, args.config), end="")
     print(f"summary: {output}/summary.json")
     return 0

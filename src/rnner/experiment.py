@@ -11,24 +11,74 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import signal
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .config import Config
+from . import checkpoint, files
+from .config import Config, ConfigError
+
+
+class SeedInterrupted(Exception):
+    """A seed's training stopped by SIGINT/SIGTERM after writing its checkpoint."""
+
+
+def _seed_config(config_path: str | Path, overrides: list[str], seed: int,
+                 threads: int) -> Config:
+    return Config.load(config_path, [*overrides, f"train.seed={seed}", f"train.threads={threads}"])
+
+
+_idle = threading.Event()  # in a worker: no seed is training
+
+
+def _worker_init() -> None:
+    """In each worker: when the experiment process is gone, stop as Ctrl-C would, then exit.
+
+    Killing the experiment process would otherwise leave its workers training as orphans, or
+    waiting forever for their next seed.
+    """
+    parent = os.getppid()
+    _idle.set()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # a training seed checkpoints and stops
+        _idle.wait()
+        os._exit(130)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
-             threads: int) -> dict[str, Any]:
-    from .train import fit
+             threads: int, resume: bool) -> dict[str, Any]:
+    from .train import Interrupted, fit
 
-    cfg = Config.load(config_path, [*overrides, f"train.seed={seed}", f"train.threads={threads}"])
-    t0 = time.perf_counter()
-    metrics = fit(cfg, output, progress=False)
+    _idle.clear()
+    try:
+        cfg = _seed_config(config_path, overrides, seed, threads)
+        t0 = time.perf_counter()
+        metrics = fit(cfg, output, progress=False, resume=resume)
+    except Interrupted:  # its __init__ takes a path, so it would not unpickle in the parent
+        raise SeedInterrupted(f"seed {seed}") from None
+    finally:
+        _idle.set()
     return {"seed": seed, "output": output, "wall_seconds": round(time.perf_counter() - t0, 1),
             **metrics}
+
+
+def _resumable(run_dir: Path, cfg: Config) -> bool:
+    """An interrupted seed continues from its checkpoint, if it is the same run."""
+    if not (run_dir / checkpoint.NAME).is_file():
+        return False
+    saved = Config.load(run_dir / "config.json").to_dict()
+    if saved != cfg.to_dict():
+        raise ConfigError("experiment", f"{run_dir} holds an unfinished run of another config: "
+                          "remove it, or rerun with the settings it was started with")
+    return True
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -98,7 +148,11 @@ def markdown(summary: dict[str, Any], title: str) -> str:
 
 def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[str],
         workers: int = 0) -> dict[str, Any]:
-    """Train every seed (skipping seeds whose run already finished) and write the summary."""
+    """Train every seed and write the summary.
+
+    Rerunning the same command skips finished seeds and resumes interrupted ones from their
+    checkpoints, so an experiment stopped by Ctrl-C or SIGTERM loses at most a batch per seed.
+    """
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
@@ -107,7 +161,7 @@ def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[
     # train.threads: more threads than cores makes every run crawl.
     threads = Config.load(config_path, overrides).train.threads or max(1, cores // workers)
     runs: list[dict[str, Any]] = []
-    todo = []
+    todo: dict[int, bool] = {}  # seed -> resume from its checkpoint
     for seed in seeds:
         run_dir = out / f"seed{seed}"
         done = run_dir / "metrics.json"
@@ -116,17 +170,26 @@ def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[
             wall = metrics.get("train_seconds", 0.0)
             runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
         else:
-            todo.append(seed)
+            todo[seed] = _resumable(run_dir, _seed_config(config_path, overrides, seed, threads))
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                initializer=_worker_init) as pool:
         futures = {pool.submit(_run_one, config_path, overrides, s, str(out / f"seed{s}"),
-                               threads): s for s in todo}
+                               threads, resume): s for s, resume in todo.items()}
+        stopped = []
         for fut in cf.as_completed(futures):
-            r = fut.result()
+            try:
+                r = fut.result()
+            except SeedInterrupted as e:
+                stopped.append(str(e))
+                continue
             runs.append(r)
             print(f"seed {r['seed']}: dev F1 {100 * r['dev']['entity']['f1']:.2f}"
                   + (f", test F1 {100 * r['test']['entity']['f1']:.2f}" if "test" in r else "")
                   + f" ({r['wall_seconds']:.0f} s)", flush=True)
+    if stopped:
+        raise SeedInterrupted(f"interrupted ({', '.join(sorted(stopped))}); rerun the same "
+                              "command to resume")
     runs.sort(key=lambda r: r["seed"])
     summary = summarise(runs)
     summary["config"] = str(config_path)
