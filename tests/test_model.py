@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnner.model import Encoder, reverse_padded
+from rnner.model import Encoder, LockedDropout, reverse_padded
 
 
 def test_reverse_padded_reverses_within_length():
@@ -31,3 +31,15 @@ def test_bidirectional_encoder_equals_packed_reference(cell):
     got = enc(x, lengths)
     mask = (torch.arange(7)[None, :] < lengths[:, None]).unsqueeze(2)
     torch.testing.assert_close(got * mask, expected * mask, atol=1e-5, rtol=1e-5)
+
+
+def test_locked_dropout_shares_one_mask_across_time_and_keeps_the_mean():
+    torch.manual_seed(0)
+    drop = LockedDropout(0.5)
+    out = drop(torch.ones(64, 9, 32))
+    assert torch.equal(out, out[:, :1, :].expand_as(out))  # the same mask at every step
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # scaled by 1 / (1 - p)
+    assert abs(out.mean().item() - 1.0) < 0.05
+    drop.eval()
+    x = torch.randn(2, 3, 4)
+    assert drop(x) is x

@@ -173,11 +173,13 @@ TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC"]]
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("char_encoder", ["none", "cnn", "lstm"])
 @pytest.mark.parametrize("output", ["crf", "softmax"])
-def test_every_architecture_takes_a_step(cell, char_encoder, output):
+@pytest.mark.parametrize("locked", [False, True])
+def test_every_architecture_takes_a_step(cell, char_encoder, output, locked):
     torch.manual_seed(0)
     vocabs = build_vocabs(SENTS, TAGS)
     cfg = tiny_config(model={"cell": cell, "char_encoder": char_encoder, "output": output,
-                             "layers": 2, "casing_dim": 3, "hidden_size": 6, "char_hidden": 4})
+                             "layers": 2, "casing_dim": 3, "hidden_size": 6, "char_hidden": 4,
+                             "locked_dropout": locked})
     model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), 5)
     assert (model.chars is None) == (char_encoder == "none")
     assert len(model.encoder.forward_rnns) == 2

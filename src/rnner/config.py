@@ -58,6 +58,9 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.5
     word_dropout: float = 0.0  # chance that a training token's word becomes UNK
+    # Variational dropout (Gal & Ghahramani 2016): one mask per sentence, shared by all its
+    # time steps, on the recurrent layers' inputs and outputs; the char encoder keeps its own.
+    locked_dropout: bool = False
     output: str = "crf"  # crf | softmax
 
 

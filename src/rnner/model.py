@@ -63,11 +63,29 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(2).expand_as(x))
 
 
+class LockedDropout(nn.Module):
+    """Dropout whose mask is drawn once per sequence and reused at every time step of it."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D]
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+def make_dropout(p: float, locked: bool) -> nn.Module:
+    return LockedDropout(p) if locked else nn.Dropout(p)
+
+
 class Encoder(nn.Module):
     """Stacked (bi)directional RNN/GRU/LSTM over padded, right-aligned-padding batches."""
 
     def __init__(self, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool,
-                 dropout: float):
+                 dropout: float, locked: bool = False):
         super().__init__()
         rnn = CELLS[cell]
         self.bidirectional = bidirectional
@@ -79,7 +97,7 @@ class Encoder(nn.Module):
             if bidirectional:
                 self.backward_rnns.append(rnn(size, hidden, batch_first=True))
             size = hidden * (2 if bidirectional else 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = make_dropout(dropout, locked)
         self.out_dim = size
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -120,9 +138,9 @@ class RNNTagger(nn.Module):
             self.chars = CharLSTM(num_chars, cfg.char_dim, cfg.char_hidden, cfg.dropout)
         if self.chars is not None:
             size += self.chars.out_dim
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = make_dropout(cfg.dropout, cfg.locked_dropout)
         self.encoder = Encoder(cfg.cell, size, cfg.hidden_size, cfg.layers, cfg.bidirectional,
-                               cfg.dropout)
+                               cfg.dropout, cfg.locked_dropout)
         self.proj = nn.Linear(self.encoder.out_dim, num_tags)
         self.crf = CRF(num_tags, *(constraints or ())) if cfg.output == "crf" else None
         if cfg.freeze_embeddings:
