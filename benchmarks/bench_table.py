@@ -13,7 +13,7 @@ ROWS = [
     ("train sentences/s", lambda d: f"{d['train_sentences_per_s']:.0f}"),
     ("train tokens/s", lambda d: f"{d['train_tokens_per_s']:.0f}"),
     ("train step, ms (batch {batch})", lambda d: f"{d['train_step_ms']:.1f}"),
-    ("infer tokens/s at batch 1 / 32 / 256 / 1024",
+    ("infer tokens/s at batch {infer_batches}",
      lambda d: " / ".join(f"{v:.0f}" for v in d["infer_tokens_per_s_by_batch"].values())),
     ("latency at batch 1, median / p90 ms",
      lambda d: f"{d['latency_ms_batch1']['median']:.2f} / {d['latency_ms_batch1']['p90']:.2f}"),
@@ -33,7 +33,8 @@ def main(argv: list[str]) -> int:
     print("| measurement | " + " | ".join(name for name, _ in pairs) + " |")
     print("|---|" + "---|" * len(pairs))
     for label, fmt in ROWS:
-        label = label.format(batch=first["config"]["batch_size"])
+        label = label.format(batch=first["config"]["batch_size"],
+                             infer_batches=" / ".join(first["infer_tokens_per_s_by_batch"]))
         print(f"| {label} | " + " | ".join(fmt(d) for _, d in pairs) + " |")
     c = first["config"]
     print(f"\nModel: {c}. Machine: {first['cpu_model']}, torch {first['torch_version']}, "
