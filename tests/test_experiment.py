@@ -1,10 +1,20 @@
 """Multi-seed experiments: every seed runs once, the summary is mean ± std, reruns skip."""
 
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from rnner.cli import main
+from rnner.config import Config
 from rnner.experiment import markdown, summarise
+from rnner.train import Interrupted, fit
 
 
 def _fake(seed: int, dev: float, test: float) -> dict:
@@ -56,21 +66,13 @@ def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_pa
     assert json.loads((out / "seed1" / "config.json").read_text())["train"]["threads"] == 1
 
 
-def _interrupted_seed(config, run_dir, overrides):
+def _interrupted_seed(config, run_dir):
     """Train seed 1 as the experiment would, stopped by SIGINT early in epoch 2."""
-    import os
-    import signal
-
-    import pytest
-
-    from rnner.config import Config
-    from rnner.train import Interrupted, fit
-
     def stop(record: dict) -> None:
         if record["epoch"] == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    cfg = Config.load(config, [*overrides, "train.seed=1", "train.threads=1"])
+    cfg = Config.load(config, ["train.seed=1", "train.threads=1"])
     with pytest.raises(Interrupted):
         fit(cfg, run_dir, hooks=[stop], progress=False)
     return cfg
@@ -78,11 +80,9 @@ def _interrupted_seed(config, run_dir, overrides):
 
 def test_rerun_resumes_an_interrupted_seed_to_the_uninterrupted_result(
         conll_dir, write_config, tmp_path):
-    from rnner.train import fit
-
     config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
     out = tmp_path / "exp"
-    cfg = _interrupted_seed(config, out / "seed1", [])
+    cfg = _interrupted_seed(config, out / "seed1")
     fit(cfg, tmp_path / "whole", progress=False)
     assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
                  "--set", "train.threads=1", "--output", str(out)]) == 0
@@ -101,7 +101,7 @@ def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_co
                                                             capsys):
     config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
     out = tmp_path / "exp"
-    _interrupted_seed(config, out / "seed1", [])
+    _interrupted_seed(config, out / "seed1")
     assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
                  "--set", "train.threads=1", "--set", "train.lr=0.5", "--output",
                  str(out)]) == 2
@@ -110,8 +110,6 @@ def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_co
 
 
 def _children(pid: int) -> list[int]:
-    from pathlib import Path
-
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -125,8 +123,6 @@ def _children(pid: int) -> list[int]:
 
 def _alive(pid: int) -> bool:
     """Running or sleeping; a zombie (exited, not yet reaped by init) counts as gone."""
-    from pathlib import Path
-
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
@@ -136,14 +132,6 @@ def _alive(pid: int) -> bool:
 
 def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, write_config,
                                                                     tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import pytest
-
     if not os.path.isdir("/proc"):
         pytest.skip("needs /proc to find the worker processes")
     config = write_config(data={"max_sentences": 200}, train={"epochs": 200})
