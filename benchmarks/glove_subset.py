@@ -7,22 +7,20 @@ then trains with `--set model.embeddings="PATH"` and gets exactly the same embed
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 from rnner import embeddings
 from rnner.conll import read_conll
 from rnner.files import atomic_open
-
-_DIGITS = re.compile(r"\d")
+from rnner.vocab import word_key
 
 
 def candidates(token: str) -> set[str]:
-    """Every string `Pretrained.lookup` and `build_matrix` may ask for, for one token."""
-    lower = token.lower()
-    forms = {token, lower, _DIGITS.sub("0", lower), _DIGITS.sub("0", token)}
-    return forms | {f.lower() for f in forms}
+    """Every string `build_matrix` may look up for one token: by its surface form, or by
+    its vocabulary key (either casing setting), each with the lookup's fallbacks."""
+    forms = {token, word_key(token, lowercase=False), word_key(token, lowercase=True)}
+    return {c for f in forms for c in embeddings.fallbacks(f)}
 
 
 def main(argv: list[str]) -> int:

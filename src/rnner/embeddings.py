@@ -17,6 +17,12 @@ PACKAGED = "glove-6b-50d"
 _DIGITS = re.compile(r"\d")
 
 
+def fallbacks(token: str) -> tuple[str, str, str]:
+    """The strings a token is looked up by, in order: exact, lower, lower with digits as 0."""
+    lower = token.lower()
+    return token, lower, _DIGITS.sub("0", lower)
+
+
 @dataclass
 class Pretrained:
     index: dict[str, int]
@@ -27,8 +33,8 @@ class Pretrained:
         return int(self.vectors.shape[1])
 
     def lookup(self, token: str) -> int | None:
-        """Row of the first casing fallback the vectors know: exact, lower, digits as 0."""
-        for candidate in (token, token.lower(), _DIGITS.sub("0", token.lower())):
+        """Row of the first casing fallback the vectors know."""
+        for candidate in fallbacks(token):
             i = self.index.get(candidate)
             if i is not None:
                 return i

@@ -74,9 +74,9 @@ def _resumable(run_dir: Path, cfg: Config) -> bool:
     """An interrupted seed continues from its checkpoint, if it is the same run."""
     if not (run_dir / checkpoint.NAME).is_file():
         return False
-    saved, wanted = Config.load(run_dir / "config.json").to_dict(), cfg.to_dict()
-    saved["train"].pop("threads"), wanted["train"].pop("threads")  # any count may go on
-    if saved != wanted:
+    saved = Config.load(run_dir / "config.json")
+    saved.train.threads = cfg.train.threads  # any thread count may carry on
+    if saved.to_dict() != cfg.to_dict():
         raise ConfigError("experiment", f"{run_dir} holds an unfinished run of another config: "
                           "remove it, or rerun with the settings it was started with")
     return True

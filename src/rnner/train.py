@@ -448,13 +448,11 @@ def fit(
         "train_seconds": round(state.elapsed, 2),
         "device": str(device),
     }
-    test = encode_split(corpus.test, vocabs, cfg, source) if corpus.test else None
-    for split, sents, enc, batches in (
-        ("dev", corpus.dev, dev, dev_batches),
-        ("test", corpus.test, test, test.batches(t.eval_batch_size) if test else []),
-    ):
-        if enc is None:
-            continue
+    finals = [("dev", corpus.dev, dev, dev_batches)] if corpus.dev else []
+    if corpus.test:  # dev is already encoded (above); test only now
+        test = encode_split(corpus.test, vocabs, cfg, source)
+        finals.append(("test", corpus.test, test, test.batches(t.eval_batch_size)))
+    for split, sents, enc, batches in finals:
         res = evaluate_split(model, enc, batches, sents, vocabs, cfg, source, device,
                              report=True)
         res.pop("predictions")
