@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnner.model import Encoder, LockedDropout, reverse_padded
+from rnner.model import CharLSTM, Encoder, LockedDropout, reverse_padded
 
 
 def test_reverse_padded_reverses_within_length():
@@ -43,3 +43,43 @@ def test_locked_dropout_shares_one_mask_across_time_and_keeps_the_mean():
     drop.eval()
     x = torch.randn(2, 3, 4)
     assert drop(x) is x
+
+
+def _packed_char_reference(lengths: list[int], width: int):
+    """A CharLSTM, a packed bidirectional nn.LSTM with its weights, and random characters."""
+    torch.manual_seed(0)
+    enc = CharLSTM(num_chars=20, dim=4, hidden=6, dropout=0.0)
+    ref = nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name, p in enc.forward_rnn.named_parameters():
+            getattr(ref, name).copy_(p)
+        for name, p in enc.backward_rnn.named_parameters():
+            getattr(ref, name + "_reverse").copy_(p)
+    chars = torch.randint(1, 20, (len(lengths), width))
+    chars[torch.arange(width)[None, :] >= torch.tensor(lengths)[:, None]] = 0
+    return enc, ref, chars, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("lengths", [[3, 1, 5, 2], [12, 3, 9, 1, 8, 0], [11, 9, 13]])
+def test_char_lstm_equals_packed_bidirectional_final_states(lengths):
+    """Short and long tokens run apart, densely; the result must be the packed BiLSTM's."""
+    enc, ref, chars, lens = _packed_char_reference(lengths, max(lengths) or 1)
+    x = enc.embed(chars)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lens.clamp(min=1), batch_first=True,
+                                               enforce_sorted=False)
+    _, (h, _) = ref(packed)
+    got = enc(chars, lens)
+    assert got.shape == (len(lengths), 6)
+    torch.testing.assert_close(got, torch.cat([h[0], h[1]], dim=1), atol=1e-6, rtol=1e-5)
+    got.sum().backward()  # both groups reach the embeddings
+    used = chars.unique()
+    assert (enc.embed.weight.grad[used[used > 0]].abs().sum(dim=1) > 0).all()
+
+
+def test_char_lstm_loads_weights_saved_as_one_bidirectional_lstm():
+    enc, ref, chars, lens = _packed_char_reference([10, 2, 4], 10)
+    old = {"embed.weight": enc.embed.weight.detach().clone()}
+    old |= {f"rnn.{k}": v.detach().clone() for k, v in ref.state_dict().items()}
+    fresh = CharLSTM(num_chars=20, dim=4, hidden=6, dropout=0.0)
+    fresh.load_state_dict(old)  # strict: every old key maps onto a new one
+    torch.testing.assert_close(fresh(chars, lens), enc(chars, lens))
