@@ -45,8 +45,9 @@ def test_same_seed_gives_identical_metrics(tmp_path, conll_data):
                      for r in _log(tmp_path / "b")]
 
 
-def test_interrupt_mid_epoch_then_resume_matches_uninterrupted(tmp_path, conll_data):
-    cfg = Config.from_dict(TINY)
+@pytest.mark.parametrize("ema", [0.0, 0.99])
+def test_interrupt_mid_epoch_then_resume_matches_uninterrupted(tmp_path, conll_data, ema):
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "ema": ema}})
     fit(cfg, tmp_path / "full", progress=False)
 
     def interrupt_after_first_epoch(record: dict) -> None:

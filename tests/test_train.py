@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import GOOD, SESSION_EPOCHS, SESSION_SENTENCES, tiny_sections
 
-from rnner import batching
+from rnner import batching, checkpoint
 from rnner.config import Config
 from rnner.model import RNNTagger
-from rnner.predict import load_run
-from rnner.train import fit, load_corpus, make_optimizer
+from rnner.predict import load_run, load_weights
+from rnner.train import WeightAverage, fit, load_corpus, make_optimizer
 from rnner.vocab import build_vocabs
 
 RUN_FILES = {"model.safetensors", "config.json", "vocab.json", "run.json", "metrics.json",
@@ -135,6 +135,35 @@ def test_early_stopping(tmp_path):
     assert metrics["best_epoch"] == 1
     assert metrics["epochs_run"] == 3
     assert [r["best"] for r in read_log(tmp_path / "run")] == [True, False, False]
+
+
+def test_weight_average_warms_up_then_decays_and_swaps_back():
+    lin = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(lin.weight)
+    avg = WeightAverage(lin, decay=0.5)
+    for value in (1.0, 3.0, 5.0):
+        torch.nn.init.constant_(lin.weight, value)
+        avg.update(lin)
+    # decays min(0.5, (1 + n) / (10 + n)) for n = 1, 2, 3: 2/11, 3/12, 4/13
+    expected = 0.0
+    for value, decay in ((1.0, 2 / 11), (3.0, 3 / 12), (5.0, 4 / 13)):
+        expected = decay * expected + (1 - decay) * value
+    assert avg.average["weight"].item() == pytest.approx(expected)
+    with avg.applied(lin):
+        assert lin.weight.item() == pytest.approx(expected)
+    assert lin.weight.item() == 5.0
+
+
+def test_fit_with_weight_average_scores_and_saves_the_average(tmp_path):
+    cfg = tiny_config(data={"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)},
+                      train={"ema": 0.9, "select": "last"})
+    fit(cfg, tmp_path / "run", progress=False)
+    state = checkpoint.load(tmp_path / "run")
+    saved = load_weights(tmp_path / "run")
+    average = state["average"]["average"]
+    assert state["average"]["updates"] > 0
+    assert all(torch.equal(saved[k], v) for k, v in average.items())
+    assert not all(torch.equal(saved[k], state["model"][k]) for k in average)
 
 
 def test_fit_with_pretrained_text_vectors(tmp_path):

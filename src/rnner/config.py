@@ -84,6 +84,10 @@ class TrainConfig:
     epochs: int = 50
     patience: int = 10  # early stopping on dev F1 (0: off)
     select: str = "best_dev"  # best_dev | last: which epoch's model the run keeps
+    # Weight averaging: the decay of an exponential moving average of the weights, taken
+    # after every step (0: off). Dev scoring, the choice of epoch and the saved model then
+    # use the averaged weights, which are less at the mercy of the last few batches.
+    ema: float = 0.0
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -157,6 +161,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.gamma": (0.0, 1.0),
     "train.clip": (0.0, None),
     "train.embedding_lr_scale": (0.0, None),
+    "train.ema": (0.0, 0.9999),
     "train.batch_size": (1, None),
     "train.eval_batch_size": (1, None),
     "train.epochs": (1, None),

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from . import batching, checkpoint, embeddings, files, tags
@@ -284,10 +285,55 @@ class Progress:
     log: list[str] = field(default_factory=list)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters (Polyak averaging).
+
+    The decay ramps up as in TensorFlow's ExponentialMovingAverage, (1 + n) / (10 + n) until
+    it reaches `decay`, so the average forgets the random initial weights within the first
+    epoch instead of dragging them along for thousands of steps.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.average = {k: p.detach().clone() for k, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, p in model.named_parameters():
+            self.average[k].lerp_(p, weight)
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module) -> Iterator[None]:
+        """The model holds the averaged weights inside the block, its own ones after it."""
+        own = {k: p.detach().clone() for k, p in model.named_parameters()}
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                p.copy_(self.average[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in model.named_parameters():
+                    p.copy_(own[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "average": self.average}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updates = state["updates"]
+        for k, v in state["average"].items():
+            self.average[k].copy_(v)
+
+
 def _save_checkpoint(out: Path, model: RNNTagger, opt: torch.optim.Optimizer, sched: Any,
-                     progress: Progress, epoch_rng: dict) -> None:
+                     progress: Progress, epoch_rng: dict,
+                     average: WeightAverage | None) -> None:
     checkpoint.save(out, {
         "model": model.state_dict(),
+        "average": average.state_dict() if average else None,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "progress": dataclasses.asdict(progress),
@@ -330,6 +376,7 @@ def fit(
     dev_batches = dev.batches(t.eval_batch_size)
     opt = make_optimizer(cfg, param_groups(cfg, model))
     sched = make_schedule(cfg, opt)
+    average = WeightAverage(model, t.ema) if t.ema else None
 
     from .predict import load_weights, save_run  # the run-directory format lives with its loader
 
@@ -341,6 +388,8 @@ def fit(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
+        if average is not None and ck.get("average"):
+            average.load_state_dict(ck["average"])
         state = Progress(**ck["progress"])
         epoch_rng = ck["epoch_rng"]
         torch.set_rng_state(ck["torch_rng"])
@@ -374,6 +423,8 @@ def fit(
                 if t.clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
                 opt.step()
+                if average is not None:
+                    average.update(model)
                 state.loss += loss.item() * len(index)
                 state.sequences += len(index)
                 state.sentences += int(unit_sizes[index].sum())
@@ -386,26 +437,27 @@ def fit(
                     state.position = step + 1
                     state.epoch_seconds = time.perf_counter() - t0
                     state.elapsed = time.perf_counter() - started
-                    _save_checkpoint(out, model, opt, sched, state, epoch_rng)
+                    _save_checkpoint(out, model, opt, sched, state, epoch_rng, average)
                     bar.close()
                     raise Interrupted(out)
             bar.close()
             train_time = time.perf_counter() - t0
-            scores = evaluate_split(model, dev, dev_batches, corpus.dev, vocabs, cfg, source,
-                                    device)["entity"]
-            dev_f1 = scores["f1"]
+            with average.applied(model) if average else contextlib.nullcontext():
+                scores = evaluate_split(model, dev, dev_batches, corpus.dev, vocabs, cfg,
+                                        source, device)["entity"]
+                dev_f1 = scores["f1"]
+                # "last" is for training on train+dev, where dev F1 is no longer a fair judge.
+                improved = dev_f1 > state.best_f1 or t.select == "last"
+                if improved:
+                    state.best_f1, state.best_epoch, state.stale = dev_f1, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    save_run(out, model, vocabs, cfg, None)
+                else:
+                    state.stale += 1
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(dev_f1)
             else:
                 sched.step()
-            # "last" is for training on train+dev, where dev F1 is no longer a fair judge.
-            improved = dev_f1 > state.best_f1 or t.select == "last"
-            if improved:
-                state.best_f1, state.best_epoch, state.stale = dev_f1, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                save_run(out, model, vocabs, cfg, None)
-            else:
-                state.stale += 1
             record = {
                 "epoch": epoch,
                 "train_loss": state.loss / max(state.sequences, 1),
@@ -428,7 +480,7 @@ def fit(
             done = bool(t.patience and state.stale >= t.patience)
             if done or state.epoch > t.epochs:
                 state.epoch = t.epochs + 1
-            _save_checkpoint(out, model, opt, sched, state, rng.bit_generator.state)
+            _save_checkpoint(out, model, opt, sched, state, rng.bit_generator.state, average)
             for hook in hooks:
                 hook(record)
             if progress:
