@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from rnner.model import CharLSTM, Encoder, LockedDropout, reverse_padded
+from rnner.model import CharLSTM, Encoder, LockedDropout, repeat_mean, reverse_padded
 
 
 def test_reverse_padded_reverses_within_length():
@@ -83,3 +84,27 @@ def test_char_lstm_loads_weights_saved_as_one_bidirectional_lstm():
     fresh = CharLSTM(num_chars=20, dim=4, hidden=6, dropout=0.0)
     fresh.load_state_dict(old)  # strict: every old key maps onto a new one
     torch.testing.assert_close(fresh(chars, lens), enc(chars, lens))
+
+
+def test_repeat_mean_pools_equal_keys_within_each_sequence_only():
+    h = torch.tensor([[1.0, 2.0, 3.0, 9.0], [5.0, 7.0, 0.0, 0.0]]).unsqueeze(2)
+    keys = torch.tensor([[4, 2, 4, 4], [4, 4, 1, 1]])  # key 4 recurs in both sequences
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    out = repeat_mean(h, keys, mask).squeeze(2)
+    # sequence 0: positions 0 and 2 share key 4 (position 3 is padding); 1 is alone
+    assert out.tolist() == [[2.0, 2.0, 2.0, 0.0], [6.0, 6.0, 0.0, 0.0]]
+
+
+def test_repeat_pooling_links_the_same_spelling_across_sentences_of_a_document():
+    from rnner import batching
+    from rnner.vocab import build_vocabs
+
+    sents = [["Fischler", "said", "."], ["EU", "'s", "Fischler", "FISCHLER", "."]]
+    vocabs = build_vocabs(sents, [["O"] * 3, ["O"] * 5])
+    groups = batching.units([0, 0], [3, 5], "document", 64)
+    data = batching.encode(batching.join_units(sents, groups), vocabs)
+    b = batching.make_batch(data, np.arange(1))
+    h = torch.arange(8.0).view(1, 8, 1)
+    out = repeat_mean(h, b.char_index, b.mask)[0, :, 0]
+    # "Fischler" at 0 and 5 pool (2.5), "." at 2 and 7 pool (4.5); FISCHLER stays alone
+    assert out.tolist() == [2.5, 1.0, 4.5, 3.0, 4.0, 2.5, 6.0, 4.5]

@@ -202,13 +202,13 @@ TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC"]]
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("char_encoder", ["none", "cnn", "lstm"])
 @pytest.mark.parametrize("output", ["crf", "softmax"])
-@pytest.mark.parametrize("locked", [False, True])
-def test_every_architecture_takes_a_step(cell, char_encoder, output, locked):
+@pytest.mark.parametrize("extra", [{}, {"locked_dropout": True}, {"repeat_pooling": True}])
+def test_every_architecture_takes_a_step(cell, char_encoder, output, extra):
     torch.manual_seed(0)
     vocabs = build_vocabs(SENTS, TAGS)
     cfg = tiny_config(model={"cell": cell, "char_encoder": char_encoder, "output": output,
                              "layers": 2, "casing_dim": 3, "hidden_size": 6, "char_hidden": 4,
-                             "locked_dropout": locked})
+                             **extra})
     model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), 5)
     assert (model.chars is None) == (char_encoder == "none")
     assert len(model.encoder.forward_rnns) == 2

@@ -61,6 +61,11 @@ class ModelConfig:
     # Variational dropout (Gal & Ghahramani 2016): one mask per sentence, shared by all its
     # time steps, on the recurrent layers' inputs and outputs; the char encoder keeps its own.
     locked_dropout: bool = False
+    # Each token also reads the mean recurrent state of every token of its sequence spelled
+    # the same way (itself included). With data.context = "document" a sequence is a run of
+    # one article's sentences, so a name mentioned again is tagged knowing its other contexts
+    # (the non-local consistency features of Ratinov & Roth 2009, here learned).
+    repeat_pooling: bool = False
     output: str = "crf"  # crf | softmax
 
 

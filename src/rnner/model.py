@@ -111,6 +111,18 @@ def make_dropout(p: float, locked: bool) -> nn.Module:
     return LockedDropout(p) if locked else nn.Dropout(p)
 
 
+def repeat_mean(h: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """At each position, the mean of `h` [B, T, D] over the positions of the same sequence
+    whose `keys` [B, T] are equal; padding (`mask` False) neither counts nor gets a value."""
+    ids = keys + torch.arange(keys.shape[0], device=keys.device)[:, None] * (keys.max() + 1)
+    groups, inverse = torch.unique(ids[mask], return_inverse=True)
+    real = h[mask]
+    sums = real.new_zeros(len(groups), h.shape[2]).index_add(0, inverse, real)
+    counts = torch.bincount(inverse, minlength=len(groups)).to(h.dtype)
+    return h.new_zeros(h.shape).masked_scatter(mask.unsqueeze(2),
+                                               sums[inverse] / counts[inverse, None])
+
+
 class Encoder(nn.Module):
     """Stacked (bi)directional RNN/GRU/LSTM over padded, right-aligned-padding batches."""
 
@@ -171,7 +183,8 @@ class RNNTagger(nn.Module):
         self.dropout = make_dropout(cfg.dropout, cfg.locked_dropout)
         self.encoder = Encoder(cfg.cell, size, cfg.hidden_size, cfg.layers, cfg.bidirectional,
                                cfg.dropout, cfg.locked_dropout)
-        self.proj = nn.Linear(self.encoder.out_dim, num_tags)
+        size = self.encoder.out_dim * (2 if cfg.repeat_pooling else 1)
+        self.proj = nn.Linear(size, num_tags)
         self.crf = CRF(num_tags, *(constraints or ())) if cfg.output == "crf" else None
         if cfg.freeze_embeddings:
             self.words.weight.requires_grad_(False)
@@ -188,8 +201,10 @@ class RNNTagger(nn.Module):
             per_type = self.chars(b.chars, b.char_lengths)  # once per distinct token
             parts.append(per_type[b.char_index])
         x = self.dropout(torch.cat(parts, dim=2))
-        h = self.dropout(self.encoder(x, b.lengths))
-        return self.proj(h)
+        h = self.encoder(x, b.lengths)
+        if self.cfg.repeat_pooling:  # char_index: the same row for the same spelling
+            h = torch.cat([h, repeat_mean(h, b.char_index, b.mask)], dim=2)
+        return self.proj(self.dropout(h))
 
     def loss(self, b: Batch) -> torch.Tensor:
         """Mean over sentences of the CRF negative log-likelihood, or of the summed token
