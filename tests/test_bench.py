@@ -97,6 +97,17 @@ def test_profile_covers_forward_and_backward_of_every_part(result: dict[str, Any
     assert by_part["optimizer"] > 0 and by_part["batch"] > 0
 
 
+def test_profile_and_flops_follow_repeat_pooling_and_weight_average(tiny_config: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = Config.load(tiny_config, ["model.repeat_pooling=true", "train.ema=0.9",
+                                    'data.context="document"'])
+    out = bench.run(cfg, PLAN, torch.device("cpu"), profile=True)
+    assert out["train_step_ms_by_part"]["proj_bwd"] > 0
+    plain = bench.model_flops(Config.load(tiny_config).model, 50, 17, 0.0)
+    pooled = bench.model_flops(cfg.model, 50, 17, 0.0)
+    assert pooled["proj"] == 2 * plain["proj"]
+
+
 def test_training_batches_are_those_of_epoch_one(tiny_config: Path) -> None:
     """Same seed and bucketing as `train.fit`: batches hold sentences of similar length."""
     s = bench.prepare(Config.load(tiny_config), torch.device("cpu"))

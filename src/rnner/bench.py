@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # torch is imported where used, so that `rnner --help` stays 
 
     from .batching import Batch, Encoded
     from .model import RNNTagger
+    from .train import WeightAverage
 
 DEFAULT_CONFIG = "configs/conll03.toml"
 DESCRIPTION = ("Measure training and inference speed of a config's model on CoNLL batches, "
@@ -89,7 +90,7 @@ def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
     for _ in range(m.layers):
         rnn += directions * GATES[m.cell] * (size * m.hidden_size + m.hidden_size**2) * 2
         size = directions * m.hidden_size
-    proj = 2.0 * size * num_tags
+    proj = 2.0 * size * num_tags * (2 if m.repeat_pooling else 1)
     # CRF forward algorithm: per token a [K, K] add, exp and sum; softmax: about 3 per tag.
     output = 3.0 * num_tags**2 if m.output == "crf" else 3.0 * num_tags
     forward = char + rnn + proj + output
@@ -188,7 +189,8 @@ def training_picks(s: Setup, count: int) -> list[np.ndarray]:
     return [order[i] for i in chosen]
 
 
-def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None:
+def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray,
+                average: WeightAverage | None) -> None:
     """One step as `train.fit` takes it."""
     import torch
 
@@ -201,13 +203,18 @@ def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray) -> None
     if s.cfg.train.clip > 0:
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.train.clip)
     opt.step()
+    if average is not None:
+        average.update(s.model)
     loss.item()
 
 
-def _optimizer(s: Setup) -> torch.optim.Optimizer:
+def _optimizer(s: Setup) -> tuple[torch.optim.Optimizer, WeightAverage | None]:
+    """The optimizer, and the weight average when the config keeps one."""
     from . import train
 
-    return train.make_optimizer(s.cfg, train.param_groups(s.cfg, s.model))
+    opt = train.make_optimizer(s.cfg, train.param_groups(s.cfg, s.model))
+    ema = s.cfg.train.ema
+    return opt, train.WeightAverage(s.model, ema) if ema else None
 
 
 def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
@@ -221,15 +228,15 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
     tokens = sum(b.num_tokens for b in batches)
     sentences = int(sum(s.train_units[i].sum() for i in timed))
     s.model.train()
-    opt = _optimizer(s)
+    opt, average = _optimizer(s)
     for index in warm:
-        _train_step(s, opt, index)
+        _train_step(s, opt, index, average)
     times = []
     for _ in range(plan.train_reps):
         _sync(s.device)
         t0 = time.perf_counter()
         for index in timed:
-            _train_step(s, opt, index)
+            _train_step(s, opt, index, average)
         _sync(s.device)
         times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
@@ -318,16 +325,18 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
     The autograd graph is cut at the parts' boundaries (detached leaves) and backward is run
     part by part, so each part is timed in place at its real shapes. Parts: batch (assembly,
     to the device), char (encoder), embed (lookups, concatenation, dropout), rnn, proj
-    (dropout, linear), crf or softmax (the loss), optimizer (clipping, step). This mirrors
-    `RNNTagger.emissions` and `loss` (word dropout left out); keep them in step.
+    (repeat pooling, dropout, linear), crf or softmax (the loss), optimizer (clipping, step,
+    weight average). This mirrors `RNNTagger.emissions` and `loss` (word dropout left out)
+    and `fit`'s step; keep them in step.
     """
     import torch
 
     from . import batching
+    from .model import repeat_mean
 
     m = s.model
     m.train()
-    opt = _optimizer(s)
+    opt, average = _optimizer(s)
     picks = training_picks(s, plan.warmup + plan.profile_batches)
     totals: dict[str, float] = defaultdict(float)
     head = "crf" if m.crf is not None else "softmax"
@@ -353,7 +362,10 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
         h = m.encoder(x_in, b.lengths)
         h_in = h.detach().requires_grad_()
         clock.lap("rnn_fwd")
-        em = m.proj(m.dropout(h_in))
+        hp = h_in
+        if m.cfg.repeat_pooling:
+            hp = torch.cat([h_in, repeat_mean(h_in, b.char_index, b.mask)], dim=2)
+        em = m.proj(m.dropout(hp))
         em_in = em.detach().requires_grad_()
         clock.lap("proj_fwd")
         if m.crf is not None:
@@ -379,6 +391,8 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
         if s.cfg.train.clip > 0:
             torch.nn.utils.clip_grad_norm_(m.parameters(), s.cfg.train.clip)
         opt.step()
+        if average is not None:
+            average.update(m)
         loss.item()
         clock.lap("optimizer")
     count = max(len(picks) - plan.warmup, 1)
