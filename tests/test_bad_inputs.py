@@ -166,7 +166,7 @@ CONFIG_ERRORS = {
     "bad_config_unknown_key.toml": "config model.hidden_sise: unknown key; known keys here: "
     "bidirectional, casing_dim, cell, char_dim, char_encoder, char_hidden, char_kernel, "
     "dropout, embeddings, freeze_embeddings, hidden_size, layers, locked_dropout, output, "
-    "word_dim, word_dropout",
+    "repeat_pooling, word_dim, word_dropout",
     "bad_config_type.toml": "config model.hidden_size: expected int, found str '16'",
     "bad_config_range.toml": "config model.dropout: 1.5 is out of range [0.0, 0.99]",
 }
@@ -191,7 +191,7 @@ def test_train_refuses_bad_config(capsys, tmp_path, name):
     [
         ("model.cell=transformer", "config model.cell: 'transformer' is not one of rnn, gru, lstm"),
         ("train.epoch=3", "config train.epoch: unknown key; known keys here: batch_size, clip, "
-                          "device, embedding_lr_scale, epochs, eval_batch_size, gamma, lr, "
+                          "device, ema, embedding_lr_scale, epochs, eval_batch_size, gamma, lr, "
                           "lr_decay, momentum, nesterov, optimizer, patience, schedule, seed, "
                           "select, step_size, threads, weight_decay"),
         ("train.batch_size=0", "config train.batch_size: 0 is out of range [1, inf]"),
