@@ -61,9 +61,11 @@ def _packed_char_reference(lengths: list[int], width: int):
     return enc, ref, chars, torch.tensor(lengths)
 
 
-@pytest.mark.parametrize("lengths", [[3, 1, 5, 2], [12, 3, 9, 1, 8, 0], [11, 9, 13]])
+@pytest.mark.parametrize("lengths", [[3, 1, 5, 2], [12, 3, 9, 1, 8, 0], [11, 9, 13],
+                                     [i % 15 for i in range(70)],  # large enough to split
+                                     [1 + i % 8 for i in range(70)]])  # large, all short
 def test_char_lstm_equals_packed_bidirectional_final_states(lengths):
-    """Short and long tokens run apart, densely; the result must be the packed BiLSTM's."""
+    """Dense, and in large batches short and long tokens apart: the packed BiLSTM's result."""
     enc, ref, chars, lens = _packed_char_reference(lengths, max(lengths) or 1)
     x = enc.embed(chars)
     packed = nn.utils.rnn.pack_padded_sequence(x, lens.clamp(min=1), batch_first=True,
