@@ -74,6 +74,8 @@ def test_char_lstm_equals_packed_bidirectional_final_states(lengths):
     got = enc(chars, lens)
     assert got.shape == (len(lengths), 6)
     torch.testing.assert_close(got, torch.cat([h[0], h[1]], dim=1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(enc.eval()(chars, lens), got)  # tagging takes the packed path
+    enc.train()
     got.sum().backward()  # both groups reach the embeddings
     used = chars.unique()
     assert (enc.embed.weight.grad[used[used > 0]].abs().sum(dim=1) > 0).all()
