@@ -58,7 +58,8 @@ class CharLSTM(nn.Module):
         self.forward_rnn = nn.LSTM(dim, hidden // 2, batch_first=True)
         self.backward_rnn = nn.LSTM(dim, hidden // 2, batch_first=True)
         self.out_dim = 2 * (hidden // 2)
-        # A parameterless shape for the packed path (in a list: not a submodule, no weights saved)
+        # The packed path's module: `functional_call` runs it with the two directions' weights
+        # (its own are never used); in a list, so it is no submodule and nothing of it is saved.
         self._bidirectional = [nn.LSTM(dim, hidden // 2, batch_first=True, bidirectional=True)]
 
     def _final_states(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
