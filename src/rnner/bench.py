@@ -332,7 +332,6 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
     import torch
 
     from . import batching
-    from .model import repeat_mean
 
     m = s.model
     m.train()
@@ -362,10 +361,7 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
         h = m.encoder(x_in, b.lengths)
         h_in = h.detach().requires_grad_()
         clock.lap("rnn_fwd")
-        hp = h_in
-        if m.cfg.repeat_pooling:
-            hp = torch.cat([h_in, repeat_mean(h_in, b.char_index, b.mask)], dim=2)
-        em = m.proj(m.dropout(hp))
+        em = m.readout(h_in, b)
         em_in = em.detach().requires_grad_()
         clock.lap("proj_fwd")
         if m.crf is not None:

@@ -221,7 +221,10 @@ class RNNTagger(nn.Module):
             per_type = self.chars(b.chars, b.char_lengths)  # once per distinct token
             parts.append(per_type[b.char_index])
         x = self.dropout(torch.cat(parts, dim=2))
-        h = self.encoder(x, b.lengths)
+        return self.readout(self.encoder(x, b.lengths), b)
+
+    def readout(self, h: torch.Tensor, b: Batch) -> torch.Tensor:
+        """Tag scores from the recurrent states (with repeat pooling, from their pools too)."""
         if self.cfg.repeat_pooling:  # char_index: the same row for the same spelling
             h = torch.cat([h, repeat_mean(h, b.char_index, b.mask)], dim=2)
         return self.proj(self.dropout(h))

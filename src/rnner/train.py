@@ -388,7 +388,7 @@ def fit(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        if average is not None and ck.get("average"):
+        if average is not None:
             average.load_state_dict(ck["average"])
         state = Progress(**ck["progress"])
         epoch_rng = ck["epoch_rng"]
