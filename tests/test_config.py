@@ -216,6 +216,16 @@ def test_nesterov_rule():
     assert cfg.train.nesterov is True
 
 
+def test_pooling_options_need_repeat_pooling():
+    for key, value in (("repeat_key", "lowercase"), ("pool_layers", 1)):
+        message = f"config model.{key}: needs model.repeat_pooling = true"
+        assert str(error({"model": {key: value}})) == message
+        cfg = Config.from_dict({"model": {key: value, "repeat_pooling": True}})
+        assert getattr(cfg.model, key) == value
+    assert str(error({"model": {"repeat_pooling": True, "repeat_key": "case"}})) == (
+        "config model.repeat_key: 'case' is not one of spelling, lowercase")
+
+
 def test_round_trip_through_dict_and_json(tmp_path):
     cfg = Config.from_dict({
         "data": {"scheme": "IOB1", "max_sentences": 5, "lowercase": False},

@@ -3,7 +3,14 @@ import pytest
 import torch
 from torch import nn
 
-from rnner.model import CharLSTM, Encoder, LockedDropout, repeat_mean, reverse_padded
+from rnner.model import (
+    CharLSTM,
+    Encoder,
+    LockedDropout,
+    RNNTagger,
+    repeat_mean,
+    reverse_padded,
+)
 
 
 def test_reverse_padded_reverses_within_length():
@@ -112,3 +119,17 @@ def test_repeat_pooling_links_the_same_spelling_across_sentences_of_a_document()
     out = repeat_mean(h, b.char_index, b.mask)[0, :, 0]
     # "Fischler" at 0 and 5 pool (2.5), "." at 2 and 7 pool (4.5); FISCHLER stays alone
     assert out.tolist() == [2.5, 1.0, 4.5, 3.0, 4.0, 2.5, 6.0, 4.5]
+    # up to case, FISCHLER at 6 joins them: (0 + 5 + 6) / 3
+    out = repeat_mean(h, b.lower, b.mask)[0, :, 0]
+    assert out.tolist() == pytest.approx([11 / 3, 1.0, 4.5, 3.0, 4.0, 11 / 3, 11 / 3, 4.5])
+
+
+def test_pool_layers_read_each_state_beside_its_pool():
+    from rnner.config import ModelConfig
+
+    cfg = ModelConfig(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3,
+                      repeat_pooling=True, pool_layers=2)
+    model = RNNTagger(cfg, num_words=10, num_chars=5, num_tags=4, word_dim=2)
+    assert model.pooled is not None and len(model.pooled.forward_rnns) == 2
+    assert model.pooled.forward_rnns[0].input_size == 12  # [h; pool], 2 directions of 3
+    assert model.proj.in_features == 6

@@ -202,7 +202,9 @@ TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC"]]
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("char_encoder", ["none", "cnn", "lstm"])
 @pytest.mark.parametrize("output", ["crf", "softmax"])
-@pytest.mark.parametrize("extra", [{}, {"locked_dropout": True}, {"repeat_pooling": True}])
+@pytest.mark.parametrize("extra", [{}, {"locked_dropout": True}, {"repeat_pooling": True},
+                                   {"repeat_pooling": True, "repeat_key": "lowercase",
+                                    "pool_layers": 1}])
 def test_every_architecture_takes_a_step(cell, char_encoder, output, extra):
     torch.manual_seed(0)
     vocabs = build_vocabs(SENTS, TAGS)

@@ -43,6 +43,7 @@ class TokenTable:
     casing: np.ndarray  # [U]
     chars: np.ndarray  # [U, L] char ids, 0-padded
     char_lengths: np.ndarray  # [U]
+    lower: np.ndarray  # [U] the same id for the same spelling up to case
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Batch:
     chars: torch.Tensor  # [U, L] characters of the batch's distinct tokens
     char_lengths: torch.Tensor  # [U]
     char_index: torch.Tensor  # [B, T] row of each token in `chars`
+    lower: torch.Tensor  # [B, T] equal for tokens spelled alike up to case
     tags: torch.Tensor | None  # [B, T]
 
     def to(self, device: torch.device | str) -> Batch:
@@ -109,6 +111,7 @@ def encode(
         casing=np.array([0] + [casing_class(s) for s in surfaces], dtype=np.int64),
         chars=chars,
         char_lengths=char_lengths,
+        lower=np.array([0] + lower_ids(surfaces), dtype=np.int64),
     )
     lengths = np.array([len(s) for s in sentences], dtype=np.int64)
     offsets = np.zeros(len(lengths), dtype=np.int64)
@@ -118,6 +121,12 @@ def encode(
     if tags is not None:
         tag_ids = np.array([vocabs.tags.id(t) for ts in tags for t in ts], dtype=np.int64)
     return Encoded(table, np.array(flat, dtype=np.int64), tag_ids, offsets, lengths)
+
+
+def lower_ids(surfaces: Sequence[str]) -> list[int]:
+    """One id per distinct lower-cased form, from 1, in order of first appearance."""
+    ids: dict[str, int] = {}
+    return [ids.setdefault(s.lower(), len(ids) + 1) for s in surfaces]
 
 
 def units(doc_ids: Sequence[int], lengths: Sequence[int], context: str,
@@ -184,6 +193,7 @@ def make_batch(data: Encoded, index: np.ndarray) -> Batch:
         chars=torch.from_numpy(chars),
         char_lengths=torch.from_numpy(char_lengths),
         char_index=torch.from_numpy(inverse.reshape(tok.shape)),
+        lower=torch.from_numpy(t.lower[tok]),
         tags=tags,
     )
 

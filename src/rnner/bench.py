@@ -87,10 +87,13 @@ def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
         size += 2 * h
     directions = 2 if m.bidirectional else 1
     rnn = 0.0
-    for _ in range(m.layers):
+    for layer in range(m.layers + (m.pool_layers if m.repeat_pooling else 0)):
+        if layer == m.layers:  # the pool layers read each state beside its pool
+            size *= 2
         rnn += directions * GATES[m.cell] * (size * m.hidden_size + m.hidden_size**2) * 2
         size = directions * m.hidden_size
-    proj = 2.0 * size * num_tags * (2 if m.repeat_pooling else 1)
+    pooled_proj = m.repeat_pooling and not m.pool_layers
+    proj = 2.0 * size * num_tags * (2 if pooled_proj else 1)
     # CRF forward algorithm: per token a [K, K] add, exp and sum; softmax: about 3 per tag.
     output = 3.0 * num_tags**2 if m.output == "crf" else 3.0 * num_tags
     forward = char + rnn + proj + output

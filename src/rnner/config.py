@@ -66,6 +66,12 @@ class ModelConfig:
     # one article's sentences, so a name mentioned again is tagged knowing its other contexts
     # (the non-local consistency features of Ratinov & Roth 2009, here learned).
     repeat_pooling: bool = False
+    # "spelling": exactly the same characters; "lowercase": the same up to case, so an
+    # all-capitals headline's JAPAN pools with the article's Japan.
+    repeat_key: str = "spelling"
+    # Recurrent layers that read each state beside its pool before the tag scores, so a
+    # token's neighbours learn from its other mentions too (0: the scores read them directly).
+    pool_layers: int = 0
     output: str = "crf"  # crf | softmax
 
 
@@ -139,6 +145,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.char_encoder": ("none", "cnn", "lstm"),
     "model.cell": ("rnn", "gru", "lstm"),
     "model.output": ("crf", "softmax"),
+    "model.repeat_key": ("spelling", "lowercase"),
     "train.optimizer": ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"),
     "train.select": ("best_dev", "last"),
     "train.schedule": ("constant", "inverse_time", "step", "cosine", "plateau"),
@@ -156,6 +163,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.char_kernel": (1, None),
     "model.hidden_size": (1, None),
     "model.layers": (1, None),
+    "model.pool_layers": (0, None),
     "model.dropout": (0.0, 0.99),
     "model.word_dropout": (0.0, 0.99),
     "train.lr": (0.0, None),
@@ -228,6 +236,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(key, f"{v!r} is out of range {bounds}")
     if cfg.data.train_on_dev and cfg.train.select != "last":
         raise ConfigError("data.train_on_dev", 'needs train.select = "last": dev is trained on')
+    for key, value, default in (("model.repeat_key", cfg.model.repeat_key, "spelling"),
+                                ("model.pool_layers", cfg.model.pool_layers, 0)):
+        if value != default and not cfg.model.repeat_pooling:
+            raise ConfigError(key, "needs model.repeat_pooling = true")
     if cfg.train.nesterov and (cfg.train.optimizer != "sgd" or cfg.train.momentum == 0):
         raise ConfigError("train.nesterov", "needs optimizer 'sgd' with momentum > 0")
     return cfg

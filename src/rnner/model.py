@@ -204,6 +204,11 @@ class RNNTagger(nn.Module):
         self.encoder = Encoder(cfg.cell, size, cfg.hidden_size, cfg.layers, cfg.bidirectional,
                                cfg.dropout, cfg.locked_dropout)
         size = self.encoder.out_dim * (2 if cfg.repeat_pooling else 1)
+        self.pooled: Encoder | None = None
+        if cfg.pool_layers:
+            self.pooled = Encoder(cfg.cell, size, cfg.hidden_size, cfg.pool_layers,
+                                  cfg.bidirectional, cfg.dropout, cfg.locked_dropout)
+            size = self.pooled.out_dim
         self.proj = nn.Linear(size, num_tags)
         self.crf = CRF(num_tags, *(constraints or ())) if cfg.output == "crf" else None
         if cfg.freeze_embeddings:
@@ -226,7 +231,10 @@ class RNNTagger(nn.Module):
     def readout(self, h: torch.Tensor, b: Batch) -> torch.Tensor:
         """Tag scores from the recurrent states (with repeat pooling, from their pools too)."""
         if self.cfg.repeat_pooling:  # char_index: the same row for the same spelling
-            h = torch.cat([h, repeat_mean(h, b.char_index, b.mask)], dim=2)
+            keys = b.lower if self.cfg.repeat_key == "lowercase" else b.char_index
+            h = torch.cat([h, repeat_mean(h, keys, b.mask)], dim=2)
+            if self.pooled is not None:
+                h = self.pooled(self.dropout(h), b.lengths)
         return self.proj(self.dropout(h))
 
     def loss(self, b: Batch) -> torch.Tensor:
