@@ -11,7 +11,8 @@ in a child process, sampling its resident memory (/proc/PID/status: VmRSS, VmHWM
 it has read the input (/proc/PID/fdinfo: the file offset) every few milliseconds. Reported:
 MB/s and tokens/s (wall time, with and without the start-up before the first byte is read),
 and the resident memory when the reader passes 25, 50, 75 and 100% of the input: flat numbers
-are the claim. Linux only (/proc).
+are the claim. The last sample ("end") falls inside the last chunk's tagging, where memory is
+at its working peak rather than freshly trimmed, so it is reported apart. Linux only (/proc).
 """
 
 from __future__ import annotations
@@ -145,6 +146,11 @@ class Result:
     samples: int = 0
 
 
+def _mark(s: Sample) -> dict[str, float]:
+    return {"seconds": round(s.seconds, 2), "rss_mib": round(s.rss / MIB, 1),
+            "peak_rss_mib": round(s.hwm / MIB, 1)}
+
+
 def watch(command: list[str], info: Input, env: dict[str, str], interval: float) -> Result:
     import resource
 
@@ -172,14 +178,15 @@ def watch(command: list[str], info: Input, env: dict[str, str], interval: float)
     first = next((s.seconds for s in samples if s.offset > 0), seconds)
     rss_at: dict[str, dict[str, float]] = {}
     for mark in MILESTONES:
-        # The first sample at or past the mark; for 100%, the last one (the reader hits the
-        # end of the file a chunk before the tagging does).
+        # The first sample at or past the mark. The reader's offset moves only while a chunk
+        # is read, right after the previous one was tagged and its memory trimmed, so every
+        # mark samples the same phase; the last sample falls inside the last chunk's tagging,
+        # and is reported apart ("end") for that reason.
         past = [s for s in samples if s.offset >= mark * info.bytes]
-        s = (samples[-1] if mark == 1.0 else past[0]) if past else None
-        if s is not None:
-            rss_at[f"{mark:.0%}"] = {"seconds": round(s.seconds, 2),
-                                     "rss_mib": round(s.rss / MIB, 1),
-                                     "peak_rss_mib": round(s.hwm / MIB, 1)}
+        if past:
+            rss_at[f"{mark:.0%}"] = _mark(past[0])
+    if samples:
+        rss_at["end"] = _mark(samples[-1])
     growth = (rss_at["100%"]["rss_mib"] - rss_at["25%"]["rss_mib"]
               if "25%" in rss_at and "100%" in rss_at else float("nan"))
     tagging = max(seconds - first, 1e-9)
