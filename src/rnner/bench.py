@@ -87,7 +87,7 @@ def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
         size += 2 * h
     directions = 2 if m.bidirectional else 1
     rnn = 0.0
-    for layer in range(m.layers + (m.pool_layers if m.repeat_pooling else 0)):
+    for layer in range(m.layers + m.pool_layers):  # validate: pool layers need pooling
         if layer == m.layers:  # the pool layers read each state beside its pool
             size *= 2
         rnn += directions * GATES[m.cell] * (size * m.hidden_size + m.hidden_size**2) * 2

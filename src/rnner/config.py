@@ -236,10 +236,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(key, f"{v!r} is out of range {bounds}")
     if cfg.data.train_on_dev and cfg.train.select != "last":
         raise ConfigError("data.train_on_dev", 'needs train.select = "last": dev is trained on')
-    for key, value, default in (("model.repeat_key", cfg.model.repeat_key, "spelling"),
-                                ("model.pool_layers", cfg.model.pool_layers, 0)):
-        if value != default and not cfg.model.repeat_pooling:
-            raise ConfigError(key, "needs model.repeat_pooling = true")
+    for name in ("repeat_key", "pool_layers"):
+        changed = getattr(cfg.model, name) != getattr(ModelConfig, name)  # the default
+        if changed and not cfg.model.repeat_pooling:
+            raise ConfigError(f"model.{name}", "needs model.repeat_pooling = true")
     if cfg.train.nesterov and (cfg.train.optimizer != "sgd" or cfg.train.momentum == 0):
         raise ConfigError("train.nesterov", "needs optimizer 'sgd' with momentum > 0")
     return cfg

@@ -230,7 +230,8 @@ class RNNTagger(nn.Module):
 
     def readout(self, h: torch.Tensor, b: Batch) -> torch.Tensor:
         """Tag scores from the recurrent states (with repeat pooling, from their pools too)."""
-        if self.cfg.repeat_pooling:  # char_index: the same row for the same spelling
+        if self.cfg.repeat_pooling:
+            # char_index: the same row for the same spelling; lower: the same up to case
             keys = b.lower if self.cfg.repeat_key == "lowercase" else b.char_index
             h = torch.cat([h, repeat_mean(h, keys, b.mask)], dim=2)
             if self.pooled is not None:
