@@ -227,6 +227,12 @@ def test_pooling_options_need_repeat_pooling():
         "config model.repeat_key: 'case' is not one of spelling, lowercase")
 
 
+def test_pretrained_dropout_needs_pretrained_embeddings():
+    raw = {"model": {"pretrained_dropout": 0.1, "embeddings": "random"}}
+    assert str(error(raw)) == "config model.pretrained_dropout: needs pretrained model.embeddings"
+    assert Config.from_dict({"model": {"pretrained_dropout": 0.1}}).model.pretrained_dropout == 0.1
+
+
 def test_round_trip_through_dict_and_json(tmp_path):
     cfg = Config.from_dict({
         "data": {"scheme": "IOB1", "max_sentences": 5, "lowercase": False},

@@ -6,7 +6,7 @@ import pytest
 
 from rnner import embeddings
 from rnner.conll import InputError
-from rnner.embeddings import Pretrained, build_matrix, known_words, load, load_text
+from rnner.embeddings import Pretrained, build_matrix, coverage, known_words, load, load_text
 from rnner.vocab import Vocab
 
 GLOVE = "the 0.1 0.2 0.3\nPeter 1 2 3\npeter -1 -2 -3\n0000 0.5 0.5 0.5\n"
@@ -111,8 +111,10 @@ def test_build_matrix_coverage_and_rows():
     vocab = Vocab(["peter", "0000", "zzz", "EU", "qqq"])
     # Keys are normalised; "0000" is found through the surface form it came from.
     surfaces = {"0000": "1996", "zzz": "ZZZ"}
-    matrix, coverage = build_matrix(vocab, surfaces, p, np.random.default_rng(0))
-    assert coverage == 3 / 5
+    matrix, hit = build_matrix(vocab, surfaces, p, np.random.default_rng(0))
+    assert coverage(hit, vocab) == 3 / 5
+    found = [vocab.id(w) for w in ("peter", "0000", "EU")]
+    assert hit.tolist() == [i in found for i in range(len(vocab))]
     assert matrix.shape == (7, dim) and matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix[0], np.zeros(dim))  # PAD
     np.testing.assert_array_equal(matrix[vocab.id("peter")], vectors[0])

@@ -133,3 +133,31 @@ def test_pool_layers_read_each_state_beside_its_pool():
     assert model.pooled is not None and len(model.pooled.forward_rnns) == 2
     assert model.pooled.forward_rnns[0].input_size == 12  # [h; pool], 2 directions of 3
     assert model.proj.in_features == 6
+
+
+def test_pretrained_dropout_reads_the_original_vectors_of_known_words_and_is_not_saved():
+    from rnner import batching
+    from rnner.config import ModelConfig
+    from rnner.vocab import build_vocabs
+
+    sents = [["Fischler", "said", "zzz", "."]]
+    vocabs = build_vocabs(sents, [["O"] * 4])
+    b = batching.make_batch(batching.encode(sents, vocabs), np.arange(1))
+    cfg = ModelConfig(char_encoder="none", casing_dim=0, hidden_size=3, dropout=0.0,
+                      pretrained_dropout=1.0)
+    torch.manual_seed(0)
+    model = RNNTagger(cfg, num_words=len(vocabs.words), num_chars=5, num_tags=4, word_dim=2)
+    original = torch.randn(len(vocabs.words), 2)
+    known = torch.tensor([w in ("fischler", ".") for w in vocabs.words.itos])
+    model.keep_pretrained(original, known)
+    assert "pretrained" not in model.state_dict() and "has_pretrained" not in model.state_dict()
+    tuned = model.words.weight.detach().clone()  # as if fine-tuned away from `original`
+    expected = RNNTagger(cfg, num_words=len(vocabs.words), num_chars=5, num_tags=4, word_dim=2)
+    expected.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected.words.weight.copy_(torch.where(known[:, None], original, tuned))
+    model.train()
+    expected.eval()  # with dropout 0, training mode differs only by the swap
+    torch.testing.assert_close(model.emissions(b), expected.emissions(b))
+    model.eval()  # tagging reads the fine-tuned vectors
+    assert not torch.allclose(model.emissions(b), expected.emissions(b))

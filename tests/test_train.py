@@ -166,7 +166,7 @@ def test_fit_with_weight_average_scores_and_saves_the_average(tmp_path):
     assert not all(torch.equal(saved[k], state["model"][k]) for k in average)
 
 
-def test_fit_with_pretrained_text_vectors(tmp_path):
+def _text_vectors_config(tmp_path, **model):
     vectors = tmp_path / "vectors.txt"
     vectors.write_text(
         "eu 1 0 0\ngerman 0 1 0\npeter 0 0 1\n0000-00-00 1 1 1\nzebra 2 2 2\nunused 3 3 3\n",
@@ -174,11 +174,15 @@ def test_fit_with_pretrained_text_vectors(tmp_path):
     )
     dev = tmp_path / "dev.txt"
     dev.write_text("Zebra O\nXylophone O\nPeter B-PER\n\n", encoding="utf-8")
-    cfg = tiny_config(
+    return tiny_config(
         data={"train": str(GOOD), "dev": str(dev), "test": str(GOOD)},
-        model={"embeddings": str(vectors), "freeze_embeddings": True},
+        model={"embeddings": str(vectors), **model},
         train={"epochs": 1},
     )
+
+
+def test_fit_with_pretrained_text_vectors(tmp_path):
+    cfg = _text_vectors_config(tmp_path, freeze_embeddings=True)
     fit(cfg, tmp_path / "run", progress=False)
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["word_dim"] == 3
@@ -193,6 +197,18 @@ def test_fit_with_pretrained_text_vectors(tmp_path):
     assert weight[vocabs.word_id("1996-08-22")].tolist() == [1.0, 1.0, 1.0]
     assert weight[vocabs.word_id("Zebra")].tolist() == [2.0, 2.0, 2.0]
     assert weight[0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_pretrained_dropout_trains_and_saves_only_the_fine_tuned_vectors(tmp_path):
+    cfg = _text_vectors_config(tmp_path, pretrained_dropout=0.5)
+    fit(cfg, tmp_path / "run", progress=False)
+    saved = load_weights(tmp_path / "run")
+    assert "words.weight" in saved and "pretrained" not in saved
+    model, vocabs, _, _ = load_run(tmp_path / "run")
+    assert model.pretrained is None  # tagging never needs the originals
+    weight = model.words.weight
+    assert weight[vocabs.word_id("Zebra")].tolist() == [2.0, 2.0, 2.0]  # dev only: original
+    assert weight[vocabs.word_id("EU")].tolist() != [1.0, 0.0, 0.0]  # trained: fine-tuned
 
 
 SENTS = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["Brussels"]]

@@ -58,6 +58,10 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.5
     word_dropout: float = 0.0  # chance that a training token's word becomes UNK
+    # Chance that a training token reads its word's original pretrained vector instead of the
+    # fine-tuned one. Dev/test words unseen in training keep their original vectors while the
+    # training words' drift; this teaches the network to read both.
+    pretrained_dropout: float = 0.0
     # Variational dropout (Gal & Ghahramani 2016): one mask per sentence, shared by all its
     # time steps, on the recurrent layers' inputs and outputs; the char encoder keeps its own.
     locked_dropout: bool = False
@@ -166,6 +170,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.pool_layers": (0, None),
     "model.dropout": (0.0, 0.99),
     "model.word_dropout": (0.0, 0.99),
+    "model.pretrained_dropout": (0.0, 1.0),
     "train.lr": (0.0, None),
     "train.momentum": (0.0, 0.9999),
     "train.weight_decay": (0.0, None),
@@ -240,6 +245,8 @@ def validate(cfg: Config) -> Config:
         changed = getattr(cfg.model, name) != getattr(ModelConfig, name)  # the default
         if changed and not cfg.model.repeat_pooling:
             raise ConfigError(f"model.{name}", "needs model.repeat_pooling = true")
+    if cfg.model.pretrained_dropout and cfg.model.embeddings == "random":
+        raise ConfigError("model.pretrained_dropout", "needs pretrained model.embeddings")
     if cfg.train.nesterov and (cfg.train.optimizer != "sgd" or cfg.train.momentum == 0):
         raise ConfigError("train.nesterov", "needs optimizer 'sgd' with momentum > 0")
     return cfg

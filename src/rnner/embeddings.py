@@ -124,8 +124,8 @@ def build_matrix(
     surfaces: dict[str, str],
     pretrained: Pretrained,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, float]:
-    """An embedding matrix for `vocab` and the fraction of its words that got a vector.
+) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding matrix for `vocab`, and which of its rows got a pretrained vector.
 
     `surfaces` maps a vocabulary key to a surface form seen in data (keys are digit-normalised
     and maybe lower-cased, so "1996" must be looked up by its surface). Unknown words get
@@ -146,5 +146,9 @@ def build_matrix(
             rows[i] = j
     hit = rows >= 0
     matrix[hit] = pretrained.vectors[rows[hit]]
-    words = len(vocab) - len(vocab.specials)
-    return matrix, float(hit.sum()) / max(words, 1)
+    return matrix, hit
+
+
+def coverage(hit: np.ndarray, vocab: Vocab) -> float:
+    """The fraction of a vocabulary's words (specials aside) that got a pretrained vector."""
+    return float(hit.sum()) / max(len(vocab) - len(vocab.specials), 1)

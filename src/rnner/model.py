@@ -213,6 +213,17 @@ class RNNTagger(nn.Module):
         self.crf = CRF(num_tags, *(constraints or ())) if cfg.output == "crf" else None
         if cfg.freeze_embeddings:
             self.words.weight.requires_grad_(False)
+        # For pretrained_dropout: the original vectors and which rows have one. Not saved: a
+        # trained model never needs them, and training (or resuming) rebuilds them.
+        self.pretrained: torch.Tensor | None
+        self.has_pretrained: torch.Tensor | None
+        self.register_buffer("pretrained", None, persistent=False)
+        self.register_buffer("has_pretrained", None, persistent=False)
+
+    def keep_pretrained(self, vectors: torch.Tensor, known: torch.Tensor) -> None:
+        device = self.words.weight.device
+        self.pretrained = vectors.to(device, self.words.weight.dtype).clone()
+        self.has_pretrained = known.to(device, torch.bool)
 
     def emissions(self, b: Batch) -> torch.Tensor:
         words = b.words
@@ -220,6 +231,11 @@ class RNNTagger(nn.Module):
             drop = torch.rand(words.shape, device=words.device) < self.cfg.word_dropout
             words = words.masked_fill(drop & b.mask, 1)  # 1 is UNK
         parts = [self.words(words)]
+        if self.training and self.cfg.pretrained_dropout > 0 and self.pretrained is not None:
+            assert self.has_pretrained is not None
+            swap = torch.rand(words.shape, device=words.device) < self.cfg.pretrained_dropout
+            swap = (swap & self.has_pretrained[words]).unsqueeze(2)
+            parts[0] = torch.where(swap, self.pretrained[words], parts[0])
         if self.casing is not None:
             parts.append(self.casing(b.casing))
         if self.chars is not None:

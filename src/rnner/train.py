@@ -119,10 +119,12 @@ def build_model(
         for s in corpus.train + corpus.dev + corpus.test:
             for t in s.tokens:
                 surfaces.setdefault(word_key(t, vocabs.lowercase), t)
-        matrix, coverage = embeddings.build_matrix(vocabs.words, surfaces, pretrained, rng)
+        matrix, hit = embeddings.build_matrix(vocabs.words, surfaces, pretrained, rng)
         with torch.no_grad():
             model.words.weight.copy_(torch.from_numpy(matrix))
-        info["embedding_coverage"] = round(coverage, 4)
+        if m.pretrained_dropout:
+            model.keep_pretrained(torch.from_numpy(matrix), torch.from_numpy(hit))
+        info["embedding_coverage"] = round(embeddings.coverage(hit, vocabs.words), 4)
     return model, vocabs, info
 
 
