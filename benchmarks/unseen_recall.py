@@ -1,0 +1,91 @@
+"""Entity recall on dev by whether the entity's words were seen in training.
+
+Test has more entities with words that training never shows (a third of them, against a fifth
+on dev), so a change that helps those on dev is worth more on test than its dev F1 says. This
+reads dev only (`--split` for another file); the shares are counted from gold tags alone.
+
+    python benchmarks/unseen_recall.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--split dev]
+    python benchmarks/unseen_recall.py --shares RUN_DIR   # gold entities per group, dev and test
+
+Groups: "seen" (every word of the entity occurs in train), "pretrained" (some word does not,
+but every word has a pretrained vector in the model's vocabulary), "unknown" (some word is
+UNK to the model). Words compare as the model's vocabulary keys them (lower case, digits 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from rnner import tags
+from rnner.predict import Tagger
+from rnner.train import load_corpus
+from rnner.vocab import word_key
+
+GROUPS = ("seen", "pretrained", "unknown")
+
+
+def group(words: list[str], tagger: Tagger, train_words: set[str]) -> str:
+    keys = [word_key(w, tagger.vocabs.lowercase) for w in words]
+    if all(k in train_words for k in keys):
+        return "seen"
+    if all(tagger.vocabs.word_id(w) != tagger.vocabs.words.unk_id for w in words):
+        return "pretrained"
+    return "unknown"
+
+
+def recall_by_group(tagger: Tagger, split: str) -> tuple[Counter, Counter]:
+    corpus = load_corpus(tagger.cfg)
+    train_words = {word_key(t, tagger.vocabs.lowercase) for s in corpus.train for t in s.tokens}
+    sents = getattr(corpus, split)
+    pred = tagger.tag([list(s.tokens) for s in sents], doc_ids=[s.doc_id for s in sents])
+    gold_n: Counter = Counter()
+    found: Counter = Counter()
+    for s, p in zip(sents, pred, strict=True):
+        predicted = set(tags.spans(p, tagger.output_scheme))
+        for span in tags.spans(list(s.tags), tagger.output_scheme):
+            g = group(list(s.tokens[span[1]:span[2]]), tagger, train_words)
+            gold_n[g] += 1
+            found[g] += span in predicted
+    return gold_n, found
+
+
+def shares(tagger: Tagger) -> None:
+    """The share of each group among the gold entities of dev and test: no prediction."""
+    corpus = load_corpus(tagger.cfg)
+    train_words = {word_key(t, tagger.vocabs.lowercase) for s in corpus.train for t in s.tokens}
+    print("| split | entities | " + " | ".join(f"{g} %" for g in GROUPS) + " |")
+    print("|---|---|" + "---|" * len(GROUPS))
+    for split in ("dev", "test"):
+        n: Counter = Counter()
+        for s in getattr(corpus, split):
+            for span in tags.spans(list(s.tags), tagger.output_scheme):
+                n[group(list(s.tokens[span[1]:span[2]]), tagger, train_words)] += 1
+        total = sum(n.values())
+        cells = " | ".join(f"{100 * n[g] / total:.1f}" for g in GROUPS)
+        print(f"| {split} | {total} | {cells} |")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
+    ap.add_argument("--split", default="dev", choices=("dev", "test"))
+    ap.add_argument("--shares", action="store_true",
+                    help="print each group's share of the gold entities of dev and test")
+    args = ap.parse_args(argv)
+    if args.shares:
+        shares(Tagger.load(args.runs[0].split("=", 1)[-1]))
+        return 0
+    print("| run | " + " | ".join(f"{g} recall" for g in GROUPS) + " | entities per group |")
+    print("|---|" + "---|" * len(GROUPS) + "---|")
+    for name, run in (a.split("=", 1) for a in args.runs):
+        gold_n, found = recall_by_group(Tagger.load(run), args.split)
+        cells = " | ".join(f"{100 * found[g] / max(gold_n[g], 1):.2f}" for g in GROUPS)
+        counts = " / ".join(str(gold_n[g]) for g in GROUPS)
+        print(f"| {name} | {cells} | {counts} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
