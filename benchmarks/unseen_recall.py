@@ -5,6 +5,7 @@ on dev), so a change that helps those on dev is worth more on test than its dev 
 reads dev only (`--split` for another file); the shares are counted from gold tags alone.
 
     python benchmarks/unseen_recall.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--split dev]
+    python benchmarks/unseen_recall.py --mean NAME=RUN_DIR ...   # adds the runs' mean recall
     python benchmarks/unseen_recall.py --shares RUN_DIR   # gold entities per group, dev and test
 
 Groups: "seen" (every word of the entity occurs in train), "pretrained" (some word does not,
@@ -73,17 +74,23 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--split", default="dev", choices=("dev", "test"))
     ap.add_argument("--shares", action="store_true",
                     help="print each group's share of the gold entities of dev and test")
+    ap.add_argument("--mean", action="store_true", help="end with the mean recall of the runs")
     args = ap.parse_args(argv)
     if args.shares:
         shares(Tagger.load(args.runs[0].split("=", 1)[-1]))
         return 0
     print("| run | " + " | ".join(f"{g} recall" for g in GROUPS) + " | entities per group |")
     print("|---|" + "---|" * len(GROUPS) + "---|")
+    recalls = []
     for name, run in (a.split("=", 1) for a in args.runs):
         gold_n, found = recall_by_group(Tagger.load(run), args.split)
-        cells = " | ".join(f"{100 * found[g] / max(gold_n[g], 1):.2f}" for g in GROUPS)
+        recalls.append([100 * found[g] / max(gold_n[g], 1) for g in GROUPS])
+        cells = " | ".join(f"{r:.2f}" for r in recalls[-1])
         counts = " / ".join(str(gold_n[g]) for g in GROUPS)
         print(f"| {name} | {cells} | {counts} |")
+    if args.mean:
+        cells = " | ".join(f"{sum(col) / len(col):.2f}" for col in zip(*recalls, strict=True))
+        print(f"| mean of {len(recalls)} | {cells} | |")
     return 0
 
 
