@@ -221,6 +221,7 @@ class RNNTagger(nn.Module):
         self.register_buffer("has_pretrained", None, persistent=False)
 
     def keep_pretrained(self, vectors: torch.Tensor, known: torch.Tensor) -> None:
+        """Keep the original vectors, and which rows have one, for `pretrained_dropout`."""
         device = self.words.weight.device
         self.pretrained = vectors.to(device, self.words.weight.dtype).clone()
         self.has_pretrained = known.to(device, torch.bool)
