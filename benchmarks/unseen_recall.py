@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Iterator
 
 from rnner import tags
 from rnner.predict import Tagger
-from rnner.train import load_corpus
+from rnner.tags import Span
+from rnner.train import Corpus, load_corpus
 from rnner.vocab import word_key
 
 GROUPS = ("seen", "pretrained", "unknown")
@@ -31,38 +33,39 @@ def group(words: list[str], tagger: Tagger, train_words: set[str]) -> str:
     keys = [word_key(w, tagger.vocabs.lowercase) for w in words]
     if all(k in train_words for k in keys):
         return "seen"
-    if all(tagger.vocabs.word_id(w) != tagger.vocabs.words.unk_id for w in words):
+    if all(tagger.vocabs.words.id(k) != tagger.vocabs.words.unk_id for k in keys):
         return "pretrained"
     return "unknown"
 
 
+def gold_groups(tagger: Tagger, corpus: Corpus, split: str) -> Iterator[tuple[int, Span, str]]:
+    """(sentence index, gold span, group) for every gold entity of `split`."""
+    train_words = {word_key(t, tagger.vocabs.lowercase) for s in corpus.train for t in s.tokens}
+    for i, s in enumerate(getattr(corpus, split)):
+        for span in tags.spans(list(s.tags), tagger.output_scheme):
+            yield i, span, group(list(s.tokens[span[1]:span[2]]), tagger, train_words)
+
+
 def recall_by_group(tagger: Tagger, split: str) -> tuple[Counter, Counter]:
     corpus = load_corpus(tagger.cfg)
-    train_words = {word_key(t, tagger.vocabs.lowercase) for s in corpus.train for t in s.tokens}
     sents = getattr(corpus, split)
     pred = tagger.tag([list(s.tokens) for s in sents], doc_ids=[s.doc_id for s in sents])
+    predicted = [set(tags.spans(p, tagger.output_scheme)) for p in pred]
     gold_n: Counter = Counter()
     found: Counter = Counter()
-    for s, p in zip(sents, pred, strict=True):
-        predicted = set(tags.spans(p, tagger.output_scheme))
-        for span in tags.spans(list(s.tags), tagger.output_scheme):
-            g = group(list(s.tokens[span[1]:span[2]]), tagger, train_words)
-            gold_n[g] += 1
-            found[g] += span in predicted
+    for i, span, g in gold_groups(tagger, corpus, split):
+        gold_n[g] += 1
+        found[g] += span in predicted[i]
     return gold_n, found
 
 
 def shares(tagger: Tagger) -> None:
     """The share of each group among the gold entities of dev and test: no prediction."""
     corpus = load_corpus(tagger.cfg)
-    train_words = {word_key(t, tagger.vocabs.lowercase) for s in corpus.train for t in s.tokens}
     print("| split | entities | " + " | ".join(f"{g} %" for g in GROUPS) + " |")
     print("|---|---|" + "---|" * len(GROUPS))
     for split in ("dev", "test"):
-        n: Counter = Counter()
-        for s in getattr(corpus, split):
-            for span in tags.spans(list(s.tags), tagger.output_scheme):
-                n[group(list(s.tokens[span[1]:span[2]]), tagger, train_words)] += 1
+        n = Counter(g for _, _, g in gold_groups(tagger, corpus, split))
         total = sum(n.values())
         cells = " | ".join(f"{100 * n[g] / total:.1f}" for g in GROUPS)
         print(f"| {split} | {total} | {cells} |")
