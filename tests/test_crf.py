@@ -21,6 +21,21 @@ def brute_force(crf: CRF, em: torch.Tensor, length: int) -> tuple[torch.Tensor, 
     return log_z, list(best)
 
 
+def brute_marginals(crf: CRF, em: torch.Tensor, length: int) -> torch.Tensor:
+    """P(tag k at step t) of one sentence, summing path probabilities over every sequence."""
+    trans, start, end = crf._scores()
+    k = em.shape[1]
+    out = torch.zeros(length, k)
+    log_z, _ = brute_force(crf, em, length)
+    for path in itertools.product(range(k), repeat=length):
+        s = start[path[0]] + em[0, path[0]] + end[path[-1]]
+        for t in range(1, length):
+            s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
+        for t, tag in enumerate(path):
+            out[t, tag] += torch.exp(s - log_z)
+    return out
+
+
 @pytest.mark.parametrize("constrained", [False, True])
 def test_forward_and_viterbi_match_enumeration(constrained):
     torch.manual_seed(0)
@@ -59,3 +74,28 @@ def test_nll_falls_with_training_and_gold_path_wins():
     decoded = crf.decode(em.detach(), mask)
     assert decoded[0].tolist() == tags[0].tolist()
     assert decoded[1, :3].tolist() == tags[1, :3].tolist()
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_marginals_match_enumeration(constrained):
+    torch.manual_seed(1)
+    k, lengths = 3, [4, 1, 2]
+    allowed = [(i, j) for i in range(k) for j in range(k) if (i, j) != (0, 2)] if constrained \
+        else None
+    crf = CRF(k, allowed, [0, 1] if constrained else None, [1, 2] if constrained else None)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start.normal_()
+        crf.end.normal_()
+    em = torch.randn(len(lengths), max(lengths), k)
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    with torch.inference_mode():
+        marg = crf.marginals(em, mask)
+    for i, n in enumerate(lengths):
+        assert torch.allclose(marg[i, :n], brute_marginals(crf, em[i, :n], n), atol=1e-5)
+        assert marg[i, n:].abs().sum().item() == 0.0  # padding
+    assert torch.allclose(marg.sum(2), mask.float(), atol=1e-5)
+    # the gradient of log Z with respect to the emissions is the same thing
+    em.requires_grad_(True)
+    (grad,) = torch.autograd.grad(crf.log_partition(em, mask).sum(), em)
+    assert torch.allclose(marg, grad * mask.unsqueeze(2), atol=1e-5)

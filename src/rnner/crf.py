@@ -62,6 +62,28 @@ class CRF(nn.Module):
         return torch.logsumexp(alpha + end, dim=1)
 
     @torch.no_grad()
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """P(tag k at step t | sentence), [B, T, K], by the forward-backward algorithm (zero
+        at padding). Explicit rather than the gradient of `log_partition`, so that it also
+        runs under `torch.inference_mode`."""
+        trans, start, end = self._scores()
+        steps = emissions.shape[1]
+        alphas = [start + emissions[:, 0]]
+        for t in range(1, steps):
+            step = torch.logsumexp(alphas[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
+            alphas.append(torch.where(mask[:, t : t + 1], step, alphas[-1]))
+        beta = end.expand_as(alphas[0])
+        betas = [beta]
+        for t in range(steps - 2, -1, -1):
+            step = torch.logsumexp(trans + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, t + 1 : t + 2], step, end.expand_as(step))
+            betas.append(beta)
+        betas.reverse()
+        log_z = torch.logsumexp(alphas[-1] + end, dim=1)  # alpha stays put over padding
+        logp = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]
+        return logp.exp() * mask.unsqueeze(2).to(emissions.dtype)
+
+    @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Best tag ids [B, T] (padding positions hold the last real tag)."""
         trans, start, end = self._scores()

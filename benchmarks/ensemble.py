@@ -1,0 +1,117 @@
+"""What averaging several trained models would give: a ceiling for what one model could learn
+from the others (distillation), and a check of posterior decoding.
+
+    python benchmarks/ensemble.py RUN_DIR [RUN_DIR ...] [--splits dev test]
+
+For each run, entity F1 with Viterbi decoding (as `rnner evaluate` scores it) and with
+posterior decoding (the sequence that the scheme allows with the highest sum of log tag
+marginals); then the ensemble of the first 1, 2, ... runs: their tag marginals averaged per
+token, decoded the same way. The runs must share a tag set (the same scheme and training data).
+Prints a markdown table; nothing here chooses anything, so test may be shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from rnner import batching, tags
+from rnner.config import Config
+from rnner.conll import Sentence
+from rnner.crf import CRF
+from rnner.metrics import entity_scores
+from rnner.model import RNNTagger
+from rnner.predict import load_run
+from rnner.train import encode_split, load_corpus, predict_ids
+from rnner.vocab import Vocabs
+
+
+@torch.inference_mode()
+def sentence_marginals(model: RNNTagger, sents: list[Sentence], cfg: Config, vocabs: Vocabs,
+                       batch_size: int = 64) -> list[np.ndarray]:
+    """P(tag | text) per token of each sentence, [length, tags] arrays in dataset order."""
+    split = encode_split(sents, vocabs, cfg)
+    rows: list[np.ndarray] = [np.zeros(0)] * len(split.groups)
+    for b in split.batches(batch_size):
+        em = model.emissions(b)
+        marg = model.crf.marginals(em, b.mask) if model.crf is not None else em.softmax(2)
+        for row, i, n in zip(marg.numpy(), b.index.tolist(), b.lengths.tolist(), strict=True):
+            rows[i] = row[:n]
+    return [np.asarray(x) for x in batching.split_units(rows, split.groups, split.lengths)]
+
+
+def viterbi_ids(model: RNNTagger, sents: list[Sentence], cfg: Config,
+                vocabs: Vocabs) -> list[list[int]]:
+    """Tag ids per sentence as the model itself decodes them (what `rnner evaluate` scores)."""
+    split = encode_split(sents, vocabs, cfg)
+    return predict_ids(model, split, split.batches(64), torch.device("cpu"))
+
+
+def posterior_decode(marginals: list[np.ndarray], names: list[str], scheme: str) -> list[list[str]]:
+    """The allowed tag sequence with the highest total log marginal, per sentence."""
+    crf = CRF(len(names), *tags.constraints(names, scheme))  # zero scores: only the rules
+    out: list[list[str]] = []
+    for start in range(0, len(marginals), 256):
+        chunk = marginals[start : start + 256]
+        width = max(len(m) for m in chunk)
+        logp = torch.full((len(chunk), width, len(names)), 0.0)
+        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
+        for i, m in enumerate(chunk):
+            logp[i, : len(m)] = torch.from_numpy(np.log(np.clip(m, 1e-12, None)))
+            mask[i, : len(m)] = True
+        ids = crf.decode(logp, mask)
+        out += [[names[k] for k in ids[i, : len(m)].tolist()] for i, m in enumerate(chunk)]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run directories")
+    ap.add_argument("--splits", nargs="+", default=["dev", "test"])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    loaded = [load_run(r) for r in args.runs]
+    names = loaded[0][1].tags.itos
+    if any(v.tags.itos != names for _, v, _, _ in loaded):
+        sys.exit("ensemble.py: the runs have different tag sets")
+    cfg0, meta0 = loaded[0][2], loaded[0][3]
+    scheme, source = cfg0.data.scheme, meta0.get("source_scheme", "IOB2")
+    corpus = load_corpus(cfg0)
+
+    def f1(pred: list[list[str]], gold: list[list[str]]) -> str:
+        pred = [tags.convert(p, source, scheme) for p in pred]
+        return f"{100 * entity_scores(gold, pred).f1:.2f}"
+
+    single: dict[str, list[tuple[str, str]]] = {}
+    joint: dict[str, list[str]] = {}
+    for split in args.splits:
+        sents = getattr(corpus, split)
+        gold = [list(s.tags) for s in sents]
+        total: list[np.ndarray] | None = None
+        single[split], joint[split] = [], []
+        for model, vocabs, cfg, _ in loaded:
+            marg = sentence_marginals(model, sents, cfg, vocabs)
+            viterbi = viterbi_ids(model, sents, cfg, vocabs)
+            single[split].append((f1([[names[k] for k in r] for r in viterbi], gold),
+                                  f1(posterior_decode(marg, names, scheme), gold)))
+            total = marg if total is None else [a + b for a, b in zip(total, marg, strict=True)]
+            joint[split].append(f1(posterior_decode(total, names, scheme), gold))
+
+    head = " | ".join(f"{s} {h}" for s in args.splits for h in ("Viterbi", "posterior",
+                                                                  "ensemble of 1..k"))
+    print(f"| k | run | {head} |")
+    print("|---|---|" + "---|" * (3 * len(args.splits)))
+    for k, run in enumerate(args.runs):
+        cells = " | ".join(f"{single[s][k][0]} | {single[s][k][1]} | {joint[s][k]}"
+                           for s in args.splits)
+        print(f"| {k + 1} | {run} | {cells} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
