@@ -2,12 +2,15 @@
 from the others (distillation), and a check of posterior decoding.
 
     python benchmarks/ensemble.py RUN_DIR [RUN_DIR ...] [--splits dev test]
+    python benchmarks/ensemble.py RUN_DIR ... --gold-confidence train   # soft labels' worth
 
 For each run, entity F1 with Viterbi decoding (as `rnner evaluate` scores it) and with
 posterior decoding (the sequence that the scheme allows with the highest sum of log tag
 marginals); then the ensemble of the first 1, 2, ... runs: their tag marginals averaged per
 token, decoded the same way. The runs must share a tag set (the same scheme and training data).
 Prints a markdown table; nothing here chooses anything, so test may be shown.
+`--gold-confidence SPLIT` prints instead how sure each run is of the gold tags of SPLIT: the
+mean marginal of the gold tag, and on how many tokens the most probable tag is not gold.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="run directories")
     ap.add_argument("--splits", nargs="+", default=["dev", "test"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gold-confidence", metavar="SPLIT")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -82,6 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg0, meta0 = loaded[0][2], loaded[0][3]
     scheme, source = cfg0.data.scheme, meta0.get("source_scheme", "IOB2")
     corpus = load_corpus(cfg0)
+    if args.gold_confidence:
+        sents = getattr(corpus, args.gold_confidence)
+        gold = [tags.convert(list(s.tags), scheme, source) for s in sents]
+        print("| run | tokens | mean P(gold tag) | most probable tag not gold |")
+        print("|---|---|---|---|")
+        for run, (model, vocabs, cfg, _) in zip(args.runs, loaded, strict=True):
+            marg = sentence_marginals(model, sents, cfg, vocabs)
+            ids = [np.array([names.index(t) for t in g]) for g in gold]
+            p_gold = np.concatenate([m[np.arange(len(g)), g]
+                                     for m, g in zip(marg, ids, strict=True)])
+            wrong = sum(int((m.argmax(1) != g).sum()) for m, g in zip(marg, ids, strict=True))
+            print(f"| {run} | {len(p_gold)} | {p_gold.mean():.4f} | {wrong} |")
+        return 0
 
     def f1(pred: list[list[str]], gold: list[list[str]]) -> str:
         pred = [tags.convert(p, source, scheme) for p in pred]
