@@ -6,16 +6,21 @@ import torch
 from rnner.crf import CRF
 
 
-def brute_force(crf: CRF, em: torch.Tensor, length: int) -> tuple[torch.Tensor, list[int]]:
-    """log Z and the best path of one sentence by enumerating every tag sequence."""
+def path_scores(crf: CRF, em: torch.Tensor, length: int) -> dict[tuple[int, ...], torch.Tensor]:
+    """The score of every tag sequence of one sentence."""
     trans, start, end = crf._scores()
-    k = em.shape[1]
     scores = {}
-    for path in itertools.product(range(k), repeat=length):
+    for path in itertools.product(range(em.shape[1]), repeat=length):
         s = start[path[0]] + em[0, path[0]] + end[path[-1]]
         for t in range(1, length):
             s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
         scores[path] = s
+    return scores
+
+
+def brute_force(crf: CRF, em: torch.Tensor, length: int) -> tuple[torch.Tensor, list[int]]:
+    """log Z and the best path of one sentence by enumerating every tag sequence."""
+    scores = path_scores(crf, em, length)
     log_z = torch.logsumexp(torch.stack(list(scores.values())), 0)
     best = max(scores, key=lambda p: scores[p].item())
     return log_z, list(best)
@@ -23,31 +28,33 @@ def brute_force(crf: CRF, em: torch.Tensor, length: int) -> tuple[torch.Tensor, 
 
 def brute_marginals(crf: CRF, em: torch.Tensor, length: int) -> torch.Tensor:
     """P(tag k at step t) of one sentence, summing path probabilities over every sequence."""
-    trans, start, end = crf._scores()
-    k = em.shape[1]
-    out = torch.zeros(length, k)
+    out = torch.zeros(length, em.shape[1])
     log_z, _ = brute_force(crf, em, length)
-    for path in itertools.product(range(k), repeat=length):
-        s = start[path[0]] + em[0, path[0]] + end[path[-1]]
-        for t in range(1, length):
-            s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
+    for path, s in path_scores(crf, em, length).items():
         for t, tag in enumerate(path):
             out[t, tag] += torch.exp(s - log_z)
     return out
 
 
-@pytest.mark.parametrize("constrained", [False, True])
-def test_forward_and_viterbi_match_enumeration(constrained):
-    torch.manual_seed(0)
-    k, lengths = 4, [4, 1, 3]
-    allowed = [(i, j) for i in range(k) for j in range(k) if (i + j) % 3] if constrained else None
-    crf = CRF(k, allowed, [0, 1, 2] if constrained else None, [1, 2, 3] if constrained else None)
+def random_crf(seed: int, k: int, lengths: list[int], allowed: list | None, starts: list[int],
+               ends: list[int]) -> tuple[CRF, torch.Tensor, torch.Tensor]:
+    """A CRF with random scores (constrained when `allowed` is given), emissions and mask."""
+    torch.manual_seed(seed)
+    crf = CRF(k, allowed, starts if allowed else None, ends if allowed else None)
     with torch.no_grad():
         crf.transitions.normal_()
         crf.start.normal_()
         crf.end.normal_()
     em = torch.randn(len(lengths), max(lengths), k)
     mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    return crf, em, mask
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_forward_and_viterbi_match_enumeration(constrained):
+    k, lengths = 4, [4, 1, 3]
+    allowed = [(i, j) for i in range(k) for j in range(k) if (i + j) % 3] if constrained else None
+    crf, em, mask = random_crf(0, k, lengths, allowed, [0, 1, 2], [1, 2, 3])
     log_z = crf.log_partition(em, mask)
     best = crf.decode(em, mask)
     for i, n in enumerate(lengths):
@@ -78,17 +85,10 @@ def test_nll_falls_with_training_and_gold_path_wins():
 
 @pytest.mark.parametrize("constrained", [False, True])
 def test_marginals_match_enumeration(constrained):
-    torch.manual_seed(1)
     k, lengths = 3, [4, 1, 2]
     allowed = [(i, j) for i in range(k) for j in range(k) if (i, j) != (0, 2)] if constrained \
         else None
-    crf = CRF(k, allowed, [0, 1] if constrained else None, [1, 2] if constrained else None)
-    with torch.no_grad():
-        crf.transitions.normal_()
-        crf.start.normal_()
-        crf.end.normal_()
-    em = torch.randn(len(lengths), max(lengths), k)
-    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    crf, em, mask = random_crf(1, k, lengths, allowed, [0, 1], [1, 2])
     with torch.inference_mode():
         marg = crf.marginals(em, mask)
     for i, n in enumerate(lengths):
