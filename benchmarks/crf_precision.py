@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     crf64.load_state_dict(model.crf.state_dict())
     crf64.trans_mask, crf64.start_mask, crf64.end_mask = (
         m.double() for m in (model.crf.trans_mask, model.crf.start_mask, model.crf.end_mask))
-    print("| longest sequence | tokens | 1 - P(gold tag) | the same, unshifted | "
+    print("| longest sequence | tokens | largest log Z | 1 - P(gold tag) | the same, unshifted | "
           "error, shifted (now) | error, unshifted (before) |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for b in split.batches(64):
         with torch.no_grad():
             em = model.emissions(b)
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         before = gradient(unshifted_log_partition, model.crf, em, b.mask).double()
         gold, gold_before = (1 - g.gather(2, b.tags.unsqueeze(2)).squeeze(2)[b.mask]
                              for g in (exact, before))
-        print(f"| {int(b.lengths.max())} | {int(b.mask.sum())} | {gold.mean():.2e} | "
+        log_z = crf64.log_partition(em.double(), b.mask).abs().max()
+        print(f"| {int(b.lengths.max())} | {int(b.mask.sum())} | {log_z:.0f} | {gold.mean():.2e} | "
               f"{gold_before.mean():.2e} | "
               f"{(now - exact).abs()[b.mask].mean():.1e} | "
               f"{(before - exact).abs()[b.mask].mean():.1e} |")
