@@ -13,6 +13,7 @@ per-step shift (how rnner computed it before 50d2aba), and the signal as that on
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 
 import torch
@@ -31,10 +32,13 @@ def unshifted_log_partition(crf: CRF, emissions: torch.Tensor, mask: torch.Tenso
     return torch.logsumexp(alpha + end, dim=1)
 
 
-def gradient(fn, crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def gradient(fn, crf: CRF, emissions: torch.Tensor,
+             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log Z by `fn`, and its gradient with respect to the emissions."""
     em = emissions.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(fn(crf, em, mask).sum(), em)
-    return grad
+    log_z = fn(crf, em, mask)
+    (grad,) = torch.autograd.grad(log_z.sum(), em)
+    return log_z.detach(), grad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,23 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("crf_precision.py: the run has no CRF")
     sents = load_corpus(cfg).train[: args.sentences]
     split = encode_split(sents, vocabs, cfg, meta.get("source_scheme", "IOB2"))
-    crf64 = CRF(model.crf.num_tags).double()
-    crf64.load_state_dict(model.crf.state_dict())
-    crf64.trans_mask, crf64.start_mask, crf64.end_mask = (
-        m.double() for m in (model.crf.trans_mask, model.crf.start_mask, model.crf.end_mask))
+    crf64 = copy.deepcopy(model.crf).double()  # buffers too: the scheme's constraints
     print("| longest sequence | tokens | largest log Z | 1 - P(gold tag) | the same, unshifted | "
           "error, shifted (now) | error, unshifted (before) |")
     print("|---|---|---|---|---|---|---|")
     for b in split.batches(64):
         with torch.no_grad():
             em = model.emissions(b)
-        exact = gradient(CRF.log_partition, crf64, em.double(), b.mask)
-        now = gradient(CRF.log_partition, model.crf, em, b.mask).double()
-        before = gradient(unshifted_log_partition, model.crf, em, b.mask).double()
+        log_z, exact = gradient(CRF.log_partition, crf64, em.double(), b.mask)
+        now = gradient(CRF.log_partition, model.crf, em, b.mask)[1].double()
+        before = gradient(unshifted_log_partition, model.crf, em, b.mask)[1].double()
         gold, gold_before = (1 - g.gather(2, b.tags.unsqueeze(2)).squeeze(2)[b.mask]
                              for g in (exact, before))
-        log_z = crf64.log_partition(em.double(), b.mask).abs().max()
-        print(f"| {int(b.lengths.max())} | {int(b.mask.sum())} | {log_z:.0f} | {gold.mean():.2e} | "
+        print(f"| {int(b.lengths.max())} | {int(b.mask.sum())} | {log_z.abs().max():.0f} | "
+              f"{gold.mean():.2e} | "
               f"{gold_before.mean():.2e} | "
               f"{(now - exact).abs()[b.mask].mean():.1e} | "
               f"{(before - exact).abs()[b.mask].mean():.1e} |")

@@ -22,35 +22,24 @@ import numpy as np
 import torch
 
 from rnner import batching, tags
-from rnner.config import Config
-from rnner.conll import Sentence
 from rnner.crf import CRF
 from rnner.metrics import entity_scores
 from rnner.model import RNNTagger
 from rnner.predict import load_run
-from rnner.train import encode_split, load_corpus, predict_ids
-from rnner.vocab import Vocabs
+from rnner.train import Split, encode_split, evaluate_split, load_corpus
 
 
 @torch.inference_mode()
-def sentence_marginals(model: RNNTagger, sents: list[Sentence], cfg: Config, vocabs: Vocabs,
-                       batch_size: int = 64) -> list[np.ndarray]:
+def sentence_marginals(model: RNNTagger, split: Split,
+                       batches: list[batching.Batch]) -> list[np.ndarray]:
     """P(tag | text) per token of each sentence, [length, tags] arrays in dataset order."""
-    split = encode_split(sents, vocabs, cfg)
     rows: list[np.ndarray] = [np.zeros(0)] * len(split.groups)
-    for b in split.batches(batch_size):
+    for b in batches:
         em = model.emissions(b)
         marg = model.crf.marginals(em, b.mask) if model.crf is not None else em.softmax(2)
         for row, i, n in zip(marg.numpy(), b.index.tolist(), b.lengths.tolist(), strict=True):
             rows[i] = row[:n]
     return [np.asarray(x) for x in batching.split_units(rows, split.groups, split.lengths)]
-
-
-def viterbi_ids(model: RNNTagger, sents: list[Sentence], cfg: Config,
-                vocabs: Vocabs) -> list[list[int]]:
-    """Tag ids per sentence as the model itself decodes them (what `rnner evaluate` scores)."""
-    split = encode_split(sents, vocabs, cfg)
-    return predict_ids(model, split, split.batches(64), torch.device("cpu"))
 
 
 def posterior_decode(marginals: list[np.ndarray], names: list[str], scheme: str) -> list[list[str]]:
@@ -91,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         gold = [tags.convert(list(s.tags), scheme, source) for s in sents]
         print("| run | tokens | mean P(gold tag) | most probable tag not gold |")
         print("|---|---|---|---|")
+        ids = [np.array([names.index(t) for t in g]) for g in gold]
         for run, (model, vocabs, cfg, _) in zip(args.runs, loaded, strict=True):
-            marg = sentence_marginals(model, sents, cfg, vocabs)
-            ids = [np.array([names.index(t) for t in g]) for g in gold]
+            split = encode_split(sents, vocabs, cfg)
+            marg = sentence_marginals(model, split, split.batches(64))
             p_gold = np.concatenate([m[np.arange(len(g)), g]
                                      for m, g in zip(marg, ids, strict=True)])
             wrong = sum(int((m.argmax(1) != g).sum()) for m, g in zip(marg, ids, strict=True))
@@ -112,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         total: list[np.ndarray] | None = None
         single[split], joint[split] = [], []
         for model, vocabs, cfg, _ in loaded:
-            marg = sentence_marginals(model, sents, cfg, vocabs)
-            viterbi = viterbi_ids(model, sents, cfg, vocabs)
-            single[split].append((f1([[names[k] for k in r] for r in viterbi], gold),
+            enc = encode_split(sents, vocabs, cfg)
+            batches = enc.batches(64)
+            marg = sentence_marginals(model, enc, batches)
+            viterbi = evaluate_split(model, enc, batches, sents, vocabs, cfg, source,
+                                     torch.device("cpu"))["entity"]["f1"]
+            single[split].append((f"{100 * viterbi:.2f}",
                                   f1(posterior_decode(marg, names, scheme), gold)))
             total = marg if total is None else [a + b for a, b in zip(total, marg, strict=True)]
             joint[split].append(f1(posterior_decode(total, names, scheme), gold))

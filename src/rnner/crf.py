@@ -53,48 +53,49 @@ class CRF(nn.Module):
         last = tags.gather(1, (mask.sum(1) - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
         return total + end[last]
 
-    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log Z per sequence, [B].
+    def _alphas(self, emissions: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Forward scores of every step, [B, K] each, and the sum of the shifts taken off them.
 
-        The forward scores are shifted down to a maximum of zero at every step and the shifts
-        added back at the end. Unshifted, they grow into the thousands over a whole article,
-        where float32 values lie 2e-4 apart, and the gradient (tag marginals minus gold tags)
-        came out wrong by as much as a confident model's whole signal (tests/test_crf.py).
-        The shifts are constants to autograd: log Z moves with its first forward score one
-        for one, so the gradient is exactly the unshifted one, at the cost of one `amax`.
+        Each step's scores are shifted down to a maximum of zero. Unshifted, they grow into the
+        thousands over a whole article, where float32 values lie 2e-4 apart, and the gradient
+        of log Z (tag marginals) came out wrong by as much as a confident model's whole signal
+        (tests/test_crf.py, benchmarks/crf_precision.py). The shifts are constants to autograd:
+        log Z moves with its first forward score one for one, so the gradient is exactly the
+        unshifted one, at the cost of one `amax` a step.
         """
-        trans, start, end = self._scores()
-        alpha = start + emissions[:, 0]  # [B, K]
-        shift = alpha.detach().amax(1, keepdim=True)
-        alpha, total = alpha - shift, shift
+        trans, start, _ = self._scores()
+        alpha = start + emissions[:, 0]
+        total = alpha.detach().amax(1, keepdim=True)
+        alphas = [alpha - total]
         for t in range(1, emissions.shape[1]):
-            step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
+            step = torch.logsumexp(alphas[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
             live = mask[:, t : t + 1]
             shift = step.detach().amax(1, keepdim=True) * live
-            alpha = torch.where(live, step - shift, alpha)
+            alphas.append(torch.where(live, step - shift, alphas[-1]))
             total = total + shift
-        return (total + torch.logsumexp(alpha + end, dim=1, keepdim=True)).squeeze(1)
+        return alphas, total
+
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log Z per sequence, [B]."""
+        alphas, total = self._alphas(emissions, mask)
+        end = self._scores()[2]
+        return (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
 
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """P(tag k at step t | sentence), [B, T, K], by the forward-backward algorithm (zero
         at padding). Explicit rather than the gradient of `log_partition`, so that it also
-        runs under `torch.inference_mode`. Each step's forward and backward scores are shifted
-        to a log-sum of zero: unshifted, they grow with the sequence, and over a whole article
-        float32 probabilities come out wrong in the second decimal."""
-        trans, start, end = self._scores()
-        steps = emissions.shape[1]
-        alphas = [(start + emissions[:, 0]).log_softmax(1)]
-        for t in range(1, steps):
-            step = torch.logsumexp(alphas[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
-            alphas.append(torch.where(mask[:, t : t + 1], step.log_softmax(1), alphas[-1]))
-        beta = end.expand_as(alphas[0]).log_softmax(1)
-        betas = [beta]
-        for t in range(steps - 2, -1, -1):
-            step = torch.logsumexp(trans + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
-            beta = torch.where(mask[:, t + 1 : t + 2], step.log_softmax(1),
-                               end.expand_as(step).log_softmax(1))
-            betas.append(beta)
+        runs under `torch.inference_mode`; the backward scores are shifted like the forward
+        ones (`_alphas`)."""
+        trans, _, end = self._scores()
+        alphas, _ = self._alphas(emissions, mask)
+        last = (end - end.max()).expand_as(alphas[0])  # beta at a sequence's last step
+        betas = [last]
+        for t in range(emissions.shape[1] - 2, -1, -1):
+            step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
+            betas.append(torch.where(mask[:, t + 1 : t + 2],
+                                     step - step.amax(1, keepdim=True), last))
         betas.reverse()
         # P(y_t = k) is proportional to exp(alpha_t(k) + beta_t(k)); the shifts cancel out.
         probs = (torch.stack(alphas, 1) + torch.stack(betas, 1)).softmax(2)
