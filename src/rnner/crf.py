@@ -53,8 +53,9 @@ class CRF(nn.Module):
         last = tags.gather(1, (mask.sum(1) - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
         return total + end[last]
 
-    def _alphas(self, emissions: torch.Tensor, mask: torch.Tensor
-                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    @staticmethod
+    def _alphas(emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor,
+                start: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Forward scores of every step, [B, K] each, and the sum of the shifts taken off them.
 
         Each step's scores are shifted down to a maximum of zero. Unshifted, they grow into the
@@ -64,7 +65,6 @@ class CRF(nn.Module):
         log Z moves with its first forward score one for one, so the gradient is exactly the
         unshifted one, at the cost of one `amax` a step.
         """
-        trans, start, _ = self._scores()
         alpha = start + emissions[:, 0]
         total = alpha.detach().amax(1, keepdim=True)
         alphas = [alpha - total]
@@ -78,8 +78,8 @@ class CRF(nn.Module):
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log Z per sequence, [B]."""
-        alphas, total = self._alphas(emissions, mask)
-        end = self._scores()[2]
+        trans, start, end = self._scores()
+        alphas, total = self._alphas(emissions, mask, trans, start)
         return (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
 
     @torch.no_grad()
@@ -88,8 +88,8 @@ class CRF(nn.Module):
         at padding). Explicit rather than the gradient of `log_partition`, so that it also
         runs under `torch.inference_mode`; the backward scores are shifted like the forward
         ones (`_alphas`)."""
-        trans, _, end = self._scores()
-        alphas, _ = self._alphas(emissions, mask)
+        trans, start, end = self._scores()
+        alphas, _ = self._alphas(emissions, mask, trans, start)
         last = (end - end.max()).expand_as(alphas[0])  # beta at a sequence's last step
         betas = [last]
         for t in range(emissions.shape[1] - 2, -1, -1):
@@ -112,7 +112,7 @@ class CRF(nn.Module):
         for t in range(1, steps):
             best, arg = (score.unsqueeze(2) + trans).max(dim=1)
             live = mask[:, t : t + 1]
-            step = best + emissions[:, t]  # kept near zero, for float32's sake (log_partition)
+            step = best + emissions[:, t]  # kept near zero, for float32's sake (_alphas)
             score = torch.where(live, step - step.amax(1, keepdim=True), score)
             pointers.append(torch.where(live, arg, keep))  # padding: stay on the same tag
         last = (score + end).argmax(dim=1)
