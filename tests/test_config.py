@@ -233,6 +233,14 @@ def test_pretrained_dropout_needs_pretrained_embeddings():
     assert Config.from_dict({"model": {"pretrained_dropout": 0.1}}).model.pretrained_dropout == 0.1
 
 
+def test_language_model_keys_are_checked():
+    assert str(error({"model": {"lm_weight": -0.1}})) == (
+        "config model.lm_weight: -0.1 is out of range [0.0, inf]")
+    assert str(error({"model": {"lm_vocab": 0}})) == (
+        "config model.lm_vocab: 0 is out of range [1, inf]")
+    assert Config.from_dict({"model": {"lm_weight": 0.1}}).model.lm_vocab == 7500
+
+
 def test_round_trip_through_dict_and_json(tmp_path):
     cfg = Config.from_dict({
         "data": {"scheme": "IOB1", "max_sentences": 5, "lowercase": False},

@@ -161,3 +161,50 @@ def test_pretrained_dropout_reads_the_original_vectors_of_known_words_and_is_not
     torch.testing.assert_close(model.emissions(b), expected.emissions(b))
     model.eval()  # tagging reads the fine-tuned vectors
     assert not torch.allclose(model.emissions(b), expected.emissions(b))
+
+
+def test_neighbour_words_pairs_each_state_with_the_word_it_has_not_read():
+    from rnner.model import NeighbourWords
+
+    torch.manual_seed(0)
+    lm = NeighbourWords(hidden=3, bidirectional=True, vocab=5, dim=4)
+    h = torch.randn(2, 4, 6)  # forward states in the first 3 columns, backward in the last 3
+    words = torch.tensor([[2, 7, 3, 4], [4, 2, 0, 0]])  # 7 is rarer than the head's 5 ids
+    mask = words > 0
+    expected = torch.zeros(())
+    for b, length in enumerate((4, 2)):
+        target = words[b].masked_fill(words[b] >= 5, 1).tolist()  # 7 counts as UNK (1)
+        for t in range(length - 1):
+            for head, state, word in ((lm.next, h[b, t, :3], target[t + 1]),
+                                      (lm.previous, h[b, t + 1, 3:], target[t])):
+                log_probs = head["softmax"].log_prob(head["hidden"](state[None]))[0]
+                assert log_probs.exp().sum().item() == pytest.approx(1.0)  # over all 5 ids
+                expected = expected - log_probs[word]
+    torch.testing.assert_close(lm(h, words, mask), expected)
+    forward_only = NeighbourWords(hidden=3, bidirectional=False, vocab=5, dim=4)
+    assert forward_only.previous is None and forward_only(h[:, :, :3], words, mask).ndim == 0
+
+
+def test_language_model_loss_adds_to_the_tagging_loss_and_leaves_tagging_alone():
+    from rnner import batching
+    from rnner.config import ModelConfig
+    from rnner.vocab import build_vocabs
+
+    sents = [["EU", "rejects", "German", "call", "."], ["Peter", "Blackburn"]]
+    tags = [["S-ORG", "O", "S-MISC", "O", "O"], ["B-PER", "E-PER"]]
+    vocabs = build_vocabs(sents, tags)
+    b = batching.make_batch(batching.encode(sents, vocabs, tags), np.arange(2))
+    base = dict(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3)
+    torch.manual_seed(0)
+    with_lm = RNNTagger(ModelConfig(**base, lm_weight=0.5, lm_vocab=4), len(vocabs.words), 5,
+                        len(vocabs.tags), 2)
+    assert with_lm.lm is not None and with_lm.lm.vocab == 6  # PAD, UNK and 4 words
+    plain = RNNTagger(ModelConfig(**base), len(vocabs.words), 5, len(vocabs.tags), 2)
+    assert plain.lm is None
+    plain.load_state_dict(with_lm.state_dict(), strict=False)
+    with_lm.eval()
+    plain.eval()
+    torch.testing.assert_close(with_lm.emissions(b), plain.emissions(b))
+    states = with_lm.encode(b)[0]
+    expected = plain.loss(b) + 0.5 * with_lm.lm(states, b.words, b.mask) / 2  # 2 sequences
+    torch.testing.assert_close(with_lm.loss(b), expected)

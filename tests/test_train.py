@@ -220,7 +220,7 @@ TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC"]]
 @pytest.mark.parametrize("output", ["crf", "softmax"])
 @pytest.mark.parametrize("extra", [{}, {"locked_dropout": True}, {"repeat_pooling": True},
                                    {"repeat_pooling": True, "repeat_key": "lowercase",
-                                    "pool_layers": 1}])
+                                    "pool_layers": 1}, {"lm_weight": 0.1, "lm_vocab": 3}])
 def test_every_architecture_takes_a_step(cell, char_encoder, output, extra):
     torch.manual_seed(0)
     vocabs = build_vocabs(SENTS, TAGS)

@@ -329,8 +329,8 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
     part by part, so each part is timed in place at its real shapes. Parts: batch (assembly,
     to the device), char (encoder), embed (lookups, concatenation, dropout), rnn, proj
     (repeat pooling, dropout, linear), crf or softmax (the loss), optimizer (clipping, step,
-    weight average). This mirrors `RNNTagger.emissions` and `loss` (word dropout left out)
-    and `fit`'s step; keep them in step.
+    weight average). This mirrors `RNNTagger.emissions` and `loss` (word dropout and the
+    auxiliary language model left out) and `fit`'s step; keep them in step.
     """
     import torch
 

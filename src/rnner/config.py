@@ -76,6 +76,14 @@ class ModelConfig:
     # Recurrent layers that read each state beside its pool before the tag scores, so a
     # token's neighbours learn from its other mentions too (0: the scores read them directly).
     pool_layers: int = 0
+    # Weight of an auxiliary language-modelling loss (Rei 2017; 0: off): from the first
+    # recurrent layer, the forward states predict the next word and the backward states the
+    # previous one, through a `lm_dim`-wide tanh layer and a softmax over the `lm_vocab` most
+    # frequent training words (the rest as UNK). Only the labelled training text is read, and
+    # tagging never uses the head: it is a regulariser, not a pretrained language model.
+    lm_weight: float = 0.0
+    lm_vocab: int = 7500
+    lm_dim: int = 50
     output: str = "crf"  # crf | softmax
 
 
@@ -171,6 +179,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.dropout": (0.0, 0.99),
     "model.word_dropout": (0.0, 0.99),
     "model.pretrained_dropout": (0.0, 1.0),
+    "model.lm_weight": (0.0, None),
+    "model.lm_vocab": (1, None),
+    "model.lm_dim": (1, None),
     "train.lr": (0.0, None),
     "train.momentum": (0.0, 0.9999),
     "train.weight_decay": (0.0, None),
