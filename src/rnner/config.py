@@ -78,9 +78,10 @@ class ModelConfig:
     pool_layers: int = 0
     # Weight of an auxiliary language-modelling loss (Rei 2017; 0: off): from the first
     # recurrent layer, the forward states predict the next word and the backward states the
-    # previous one, through a `lm_dim`-wide tanh layer and a softmax over the `lm_vocab` most
-    # frequent training words (the rest as UNK). Only the labelled training text is read, and
-    # tagging never uses the head: it is a regulariser, not a pretrained language model.
+    # previous one, through a `lm_dim`-wide tanh layer and an adaptive softmax over the
+    # `lm_vocab` most frequent training words (the rest as UNK). Only the labelled training
+    # text is read, and tagging never uses the head: a regulariser, not a pretrained language
+    # model.
     lm_weight: float = 0.0
     lm_vocab: int = 7500
     lm_dim: int = 50
