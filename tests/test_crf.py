@@ -137,3 +137,33 @@ def test_marginals_stay_probabilities_over_long_sequences():
     marg = crf.marginals(em, mask)
     ref = crf.double().marginals(em.double(), mask)
     assert (marg.double() - ref).abs().max().item() < 1e-5
+
+
+def test_noisy_channel_nll_matches_enumeration_and_full_trust_is_the_plain_nll():
+    k, lengths = 3, [4, 2]
+    crf, em, mask = random_crf(3, k, lengths, None, [], [])
+    tags = torch.tensor([[0, 2, 1, 1], [2, 0, 0, 0]])
+    trust = torch.tensor([[1.0, 0.7, 0.7, 1.0], [0.4, 0.4, 1.0, 1.0]])
+    nll = crf.nll(em, tags, mask, trust)
+    expected = 0.0
+    for i, n in enumerate(lengths):
+        log_z, _ = brute_force(crf, em[i, :n], n)
+        # P(observed | path) = prod_t trust_t if the tag matches, else (1 - trust_t) / (k - 1)
+        terms = []
+        for path, s in path_scores(crf, em[i, :n], n).items():
+            p = 1.0
+            for t, tag in enumerate(path):
+                q = trust[i, t].item()
+                p *= q if tag == tags[i, t].item() else (1 - q) / (k - 1)
+            if p > 0:
+                terms.append(s + torch.log(torch.tensor(p)))
+        expected += (log_z - torch.logsumexp(torch.stack(terms), 0)).item()
+    assert nll.item() == pytest.approx(expected, abs=1e-4)
+    plain = crf.nll(em, tags, mask)
+    assert crf.nll(em, tags, mask, torch.ones(2, 4)).item() == pytest.approx(plain.item())
+    assert nll.item() != pytest.approx(plain.item())
+    # Padding's trust is ignored, on both paths.
+    padded = torch.where(mask, 1.0, 0.5)
+    assert crf.nll(em, tags, mask, padded).item() == pytest.approx(plain.item())
+    assert crf.nll(em, tags, mask, torch.where(mask, trust, 0.5)).item() == pytest.approx(
+        nll.item())

@@ -258,3 +258,80 @@ def test_train_on_dev_keeps_the_last_epoch(conll_dir, tmp_path):
     assert len(load_corpus(cfg).train) == 80
     metrics = fit(cfg, tmp_path / "run", progress=False)
     assert metrics["best_epoch"] == 3
+
+
+def test_train_trust_file_is_read_by_line_and_checked(conll_dir, tmp_path):
+    from rnner.conll import InputError
+
+    base = tiny_sections(data={"max_sentences": 40, "context": "document",
+                               "max_context_tokens": 200})
+    train = load_corpus(Config.from_dict(base)).train
+    trust_file = tmp_path / "trust.tsv"
+    trust_file.write_text(f"# flagged by fold teachers\n{train[3].line}\t0.7\n\n"
+                          f"{train[5].line}\t0.49  # twice\n", encoding="utf-8")
+    base["data"]["train_trust"] = str(trust_file)
+    corpus = load_corpus(Config.from_dict(base))
+    assert corpus.trust == [1.0] * 3 + [0.7, 1.0, 0.49] + [1.0] * 34
+    assert corpus.paths["train_trust"] == str(trust_file)
+    with_dev = load_corpus(Config.from_dict(tiny_sections(
+        data={**base["data"], "train_on_dev": True}, train={"select": "last"})))
+    assert with_dev.trust == corpus.trust + [1.0] * 40
+
+    # Each token of a sentence carries its trust, through articles joined into one sequence.
+    cfg = Config.from_dict(base)
+    vocabs = build_vocabs([s.tokens for s in corpus.train],
+                          [list(s.tags) for s in corpus.train])
+    from rnner.train import encode_split
+
+    split = encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
+    batch = batching.make_batch(split.data, np.arange(len(split.groups)))
+    assert batch.trust is not None and batch.trust.shape == batch.mask.shape
+    flat = batch.trust[batch.mask]
+    assert sorted(set(flat.tolist())) == pytest.approx([0.49, 0.7, 1.0])
+    assert int((flat == 0.7).sum()) == len(train[3])
+    assert bool((batch.trust[~batch.mask] == 1).all())
+
+    metrics = fit(cfg, tmp_path / "run", corpus=corpus, progress=False)
+    assert metrics["best_epoch"] >= 1
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "train_trust" in run["data"]
+
+    for text, message in [
+        (f"{train[0].line} 0.5 9\n", "expected 'LINE<TAB>TRUST'"),
+        ("seven\t0.5\n", "expected 'LINE<TAB>TRUST'"),
+        (f"{train[0].line + 1}\t0.5\n", f"no training sentence starts at line {train[0].line + 1}"),
+        (f"{train[1].line}\t0\n", r"trust 0.0 is not in \(0, 1\]"),
+    ]:
+        trust_file.write_text("# header\n" + text, encoding="utf-8")
+        with pytest.raises(InputError, match=message) as err:
+            load_corpus(Config.from_dict(base))
+        assert str(err.value).startswith(f"{trust_file}:2: ")
+
+
+@pytest.mark.parametrize("output", ["crf", "softmax"])
+def test_loss_with_full_trust_is_the_plain_loss_and_doubt_lowers_it(output):
+    torch.manual_seed(0)
+    vocabs = build_vocabs(SENTS, TAGS)
+    cfg = tiny_config(model={"output": output})
+    model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), 5)
+    model.eval()
+    plain = model.loss(batching.make_batch(batching.encode(SENTS, vocabs, TAGS), np.arange(3)))
+    full = [[1.0] * len(s) for s in SENTS]
+    trusted = model.loss(batching.make_batch(batching.encode(SENTS, vocabs, TAGS, full),
+                                             np.arange(3)))
+    assert trusted.item() == pytest.approx(plain.item(), rel=1e-6)
+    doubt = [[1.0] * len(SENTS[0]), [0.5] * len(SENTS[1]), [1.0] * len(SENTS[2])]
+    batch = batching.make_batch(batching.encode(SENTS, vocabs, TAGS, doubt), np.arange(3))
+    assert batch.trust is not None and batch.trust.tolist()[1] == [0.5, 0.5, 1.0, 1.0]
+    doubted = model.loss(batch).item()
+    assert doubted != pytest.approx(plain.item(), rel=1e-4)
+    if output == "softmax":
+        # Each doubted token's loss is -log(q p + (1 - q) (1 - p) / (K - 1)), p its tag's
+        # probability; the others' is -log p.
+        with torch.no_grad():
+            probs = model.emissions(batch).softmax(2)
+        p = probs.gather(2, batch.tags.unsqueeze(2)).squeeze(2)
+        k = len(vocabs.tags)
+        per_token = torch.where(batch.trust < 1,
+                                -(0.5 * p + 0.5 * (1 - p) / (k - 1)).log(), -p.log())
+        assert doubted == pytest.approx((per_token * batch.mask).sum().item() / 3, rel=1e-5)

@@ -53,6 +53,7 @@ class Encoded:
     tags: np.ndarray | None  # flat tag ids
     offsets: np.ndarray  # [N] start of each sentence in the flat arrays
     lengths: np.ndarray  # [N]
+    trust: np.ndarray | None = None  # flat chance that each tag is right (None: all are)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -70,6 +71,7 @@ class Batch:
     char_index: torch.Tensor  # [B, T] row of each token in `chars`
     lower: torch.Tensor  # [B, T] equal for tokens spelled alike up to case
     tags: torch.Tensor | None  # [B, T]
+    trust: torch.Tensor | None = None  # [B, T] float, 1 at padding
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -88,8 +90,10 @@ def encode(
     sentences: Sequence[Sequence[str]],
     vocabs: Vocabs,
     tags: Sequence[Sequence[str]] | None = None,
+    trust: Sequence[Sequence[float]] | None = None,
 ) -> Encoded:
-    """Encode token sequences (and optionally their tags, in the model's scheme)."""
+    """Encode token sequences (and optionally their tags, in the model's scheme, and the
+    chance that each tag is right)."""
     rows: dict[str, int] = {}
     flat: list[int] = []
     for tokens in sentences:
@@ -120,7 +124,10 @@ def encode(
     tag_ids = None
     if tags is not None:
         tag_ids = np.array([vocabs.tags.id(t) for ts in tags for t in ts], dtype=np.int64)
-    return Encoded(table, np.array(flat, dtype=np.int64), tag_ids, offsets, lengths)
+    trust_flat = None
+    if trust is not None:
+        trust_flat = np.array([x for row in trust for x in row], dtype=np.float32)
+    return Encoded(table, np.array(flat, dtype=np.int64), tag_ids, offsets, lengths, trust_flat)
 
 
 def lower_ids(surfaces: Sequence[str]) -> list[int]:
@@ -179,6 +186,9 @@ def make_batch(data: Encoded, index: np.ndarray) -> Batch:
     tags = None
     if data.tags is not None:
         tags = torch.from_numpy(np.where(mask, data.tags[pos], 0))
+    trust = None
+    if data.trust is not None:
+        trust = torch.from_numpy(np.where(mask, data.trust[pos], np.float32(1)))
     t = data.table
     # Cut the characters to this batch's longest token, not the corpus's: the char encoder
     # then does no work on padding.
@@ -195,6 +205,7 @@ def make_batch(data: Encoded, index: np.ndarray) -> Batch:
         char_index=torch.from_numpy(inverse.reshape(tok.shape)),
         lower=torch.from_numpy(t.lower[tok]),
         tags=tags,
+        trust=trust,
     )
 
 

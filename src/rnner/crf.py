@@ -38,9 +38,22 @@ class CRF(nn.Module):
             self.end + self.end_mask,
         )
 
-    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of `tags`, summed over the batch. Shapes: [B,T,K], [B,T]."""
-        return (self.log_partition(emissions, mask) - self.score(emissions, tags, mask)).sum()
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+            trust: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood of `tags`, summed over the batch. Shapes: [B,T,K], [B,T].
+
+        With `trust` ([B,T], the chance each observed tag is right), the tags are read as the
+        output of a noisy channel: -log P(tags | x) where each true tag comes through as
+        itself with that chance and as any other tag uniformly otherwise. The numerator then
+        sums over every path, weighted by how well it explains the observed tags; where trust
+        is 1 this is the gold path's score, so untrusted sentences of an article loosen only
+        their own part of the sequence.
+        """
+        log_z = self.log_partition(emissions, mask)
+        if trust is None or bool((trust[mask] >= 1).all()):
+            return (log_z - self.score(emissions, tags, mask)).sum()
+        return (log_z - self.log_partition(emissions + label_channel(tags, trust, self.num_tags),
+                                           mask)).sum()
 
     def score(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
@@ -122,6 +135,15 @@ class CRF(nn.Module):
             path.append(last)
         path.reverse()
         return torch.stack(path, dim=1)
+
+
+def label_channel(tags: torch.Tensor, trust: torch.Tensor, num_tags: int) -> torch.Tensor:
+    """log P(observed tag | true tag k), [B, T, K]: `trust` for k equal to the observed tag,
+    the rest spread evenly over the other tags (FORBIDDEN where trust is 1)."""
+    other = torch.where(trust < 1, ((1 - trust) / (num_tags - 1)).clamp_min(1e-30).log(),
+                        torch.full_like(trust, FORBIDDEN))
+    out = other.unsqueeze(2).repeat(1, 1, num_tags)
+    return out.scatter(2, tags.unsqueeze(2), trust.clamp_min(1e-30).log().unsqueeze(2))
 
 
 def _mask(shape: tuple[int, ...], allowed: list | None) -> torch.Tensor:

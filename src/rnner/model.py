@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from .batching import CASING, Batch
 from .config import ModelConfig
-from .crf import CRF
+from .crf import CRF, label_channel
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -317,7 +317,11 @@ class RNNTagger(nn.Module):
         em = self.readout(states[-1], b)
         assert b.tags is not None
         if self.crf is not None:
-            total = self.crf.nll(em, b.tags, b.mask)
+            total = self.crf.nll(em, b.tags, b.mask, b.trust)
+        elif b.trust is not None:  # the CRF's noisy channel, token by token
+            channel = label_channel(b.tags, b.trust, em.shape[2])
+            nll = -torch.logsumexp(em.log_softmax(2) + channel, dim=2)
+            total = (nll * b.mask).sum()
         else:
             ce = nn.functional.cross_entropy(em.transpose(1, 2), b.tags, reduction="none")
             total = (ce * b.mask).sum()

@@ -48,6 +48,7 @@ class Corpus:
     test: list[Sentence]
     scheme: str
     paths: dict[str, str] = field(default_factory=dict)
+    trust: list[float] | None = None  # per training sentence (data.train_trust)
 
 
 def load_corpus(cfg: Config) -> Corpus:
@@ -56,22 +57,57 @@ def load_corpus(cfg: Config) -> Corpus:
     d = cfg.data
     paths = {}
     splits = {}
+    trust: list[float] | None = None
     for split in ("train", "dev", "test"):
         given = getattr(d, split)
         path = Path(given) if given else resolve_split(d.dataset, split, d.data_dir or None)
         sents = read_conll(path, word_column=d.word_column, tag_column=d.tag_column)
+        if split == "train" and d.train_trust:
+            trust = read_trust(d.train_trust, sents, str(path))
+            paths["train_trust"] = d.train_trust
         if d.max_sentences:
             sents = sents[: d.max_sentences]
+            trust = trust[: d.max_sentences] if trust is not None else None
         splits[split] = sents
         paths[split] = str(path)
     if d.train_on_dev:  # the train+dev protocol: dev still reported, but no longer held out
         splits["train"] = splits["train"] + splits["dev"]
+        if trust is not None:
+            trust += [1.0] * len(splits["dev"])
     scheme = check_tags(splits["train"], paths["train"])
     types = {tags.split_tag(t)[1] for s in splits["train"] for t in s.tags} - {None}
     for split in ("dev", "test"):
         if split in splits:
             check_tags(splits[split], paths[split], types=types)
-    return Corpus(splits["train"], splits["dev"], splits.get("test", []), scheme, paths)
+    return Corpus(splits["train"], splits["dev"], splits.get("test", []), scheme, paths, trust)
+
+
+def read_trust(path: str, train: Sequence[Sentence], train_path: str) -> list[float]:
+    """Per training sentence, the chance that its labels are right, from a data.train_trust
+    file (`line<TAB>trust` lines, keyed by the line of a sentence's first token, so the file
+    says which sentences it means; `#` starts a comment). Unlisted sentences get 1."""
+    from .conll import InputError, read_text
+
+    index = {s.line: i for i, s in enumerate(train)}
+    trust = [1.0] * len(train)
+    for n, raw in enumerate(read_text(path).split("\n"), 1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        fields = text.split()
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            line, value = int(fields[0]), float(fields[1])
+        except ValueError:
+            raise InputError(path, n, f"expected 'LINE<TAB>TRUST', found {raw.strip()!r}") from None
+        if line not in index:
+            raise InputError(path, n, f"no training sentence starts at line {line} of "
+                             f"{train_path}") from None
+        if not 0 < value <= 1:
+            raise InputError(path, n, f"trust {value} is not in (0, 1]")
+        trust[index[line]] = value
+    return trust
 
 
 def set_seed(seed: int) -> None:
@@ -189,9 +225,11 @@ class Split:
 
 
 def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, cfg: Config,
-                 source_scheme: str | None = None) -> Split:
+                 source_scheme: str | None = None,
+                 trust: Sequence[float] | None = None) -> Split:
     """Tags (when `source_scheme` is given) are converted to the training scheme; tags that
-    training never saw become O here (gold is scored from the file, not from these ids)."""
+    training never saw become O here (gold is scored from the file, not from these ids).
+    `trust`, one per sentence, is given to each of its tokens."""
     groups = batching.units([s.doc_id for s in sents], [len(s) for s in sents],
                             cfg.data.context, cfg.data.max_context_tokens)
     tokens = batching.join_units([s.tokens for s in sents], groups)
@@ -201,7 +239,12 @@ def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, cfg: Config,
         seqs = [[t if t in known else "O" for t in ts]
                 for ts in to_scheme(sents, cfg.data.scheme, source_scheme)]
         tag_ids = batching.join_units(seqs, groups)
-    return Split(batching.encode(tokens, vocabs, tag_ids), groups, [len(s) for s in sents])
+    token_trust = None
+    if trust is not None:
+        token_trust = batching.join_units([[t] * len(s) for s, t in zip(sents, trust, strict=True)],
+                                          groups)
+    return Split(batching.encode(tokens, vocabs, tag_ids, token_trust), groups,
+                 [len(s) for s in sents])
 
 
 @torch.no_grad()
@@ -371,7 +414,7 @@ def fit(
     model.to(device)
     source = corpus.scheme
 
-    train_split = encode_split(corpus.train, vocabs, cfg, source)
+    train_split = encode_split(corpus.train, vocabs, cfg, source, corpus.trust)
     train_data = train_split.data
     unit_sizes = np.array([len(g) for g in train_split.groups])  # sentences per sequence
     dev = encode_split(corpus.dev, vocabs, cfg, source)
