@@ -82,6 +82,28 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crossweigh(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .crossweigh import run
+    from .experiment import SeedInterrupted
+
+    Config.load(args.config, args.set)
+    output = args.output or f"runs/{Path(args.config).stem}-crossweigh"
+    try:
+        summary = run(args.config, output, list(args.set or []), folds=args.folds,
+                      iterations=args.iterations, eps=args.eps, workers=args.workers)
+    except SeedInterrupted:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except ValueError as e:
+        print(f"rnner crossweigh: {e}", file=sys.stderr)
+        return 2
+    print(f"{summary['flagged']} of {summary['sentences']} training sentences flagged "
+          f"({summary['flagged_with_entities']} of them with entities); "
+          f"trust file: {output}/trust.tsv")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import conll, metrics
     from .predict import Tagger
@@ -187,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     x.add_argument("--output", help="directory (default runs/CONFIG-seeds)")
     x.set_defaults(func=cmd_experiment)
+
+    c = sub.add_parser("crossweigh", help="flag training sentences that models trained "
+                       "without them disagree with (a data.train_trust file)")
+    c.add_argument("config")
+    c.add_argument("--folds", type=int, default=5, help="folds of training articles (5)")
+    c.add_argument("--iterations", type=int, default=1, help="random splits (1)")
+    c.add_argument("--eps", type=float, default=0.7,
+                   help="trust of a sentence flagged once (0.7); eps**c after c flags")
+    c.add_argument("--workers", type=int, default=0, help="parallel runs (default: cores)")
+    c.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    c.add_argument("--output", help="directory (default runs/CONFIG-crossweigh)")
+    c.set_defaults(func=cmd_crossweigh)
 
     e = sub.add_parser("evaluate", help="score a run directory on a labelled file")
     e.add_argument("run_dir")

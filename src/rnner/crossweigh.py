@@ -1,0 +1,163 @@
+"""CrossWeigh (Wang et al. 2019): find the training sentences whose labels models disagree
+with when they cannot have memorised them, and trust those labels less.
+
+The training articles are dealt into k folds. For each fold a model is trained on the other
+folds, minus every sentence that mentions an entity of the held-out fold (the same words, any
+type), so it must tag those entities from their context; it then tags the held-out fold, and
+a sentence whose predicted entities differ from its labelled ones is flagged. Repeated over
+several random splits, a sentence flagged c times gets trust eps**c: the chance that its
+labels are right, which `data.train_trust` reads (crf.label_channel).
+
+    rnner crossweigh configs/conll03.toml --folds 5 --output runs/crossweigh
+    rnner train configs/conll03.toml --set data.train_trust='"runs/crossweigh/trust.tsv"'
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import files
+from .config import Config
+from .conll import Sentence, write_conll
+from .tags import conlleval_chunks
+
+
+def assign_folds(doc_ids: Sequence[int], folds: int, seed: int) -> list[int]:
+    """The fold of each sentence: whole articles are dealt out in a random order, so a
+    held-out article's other sentences never help its model."""
+    docs = sorted(set(doc_ids))
+    order = np.random.default_rng(seed).permutation(len(docs))
+    fold_of_doc = {docs[j]: rank % folds for rank, j in enumerate(order)}
+    return [fold_of_doc[d] for d in doc_ids]
+
+
+def entity_words(sent: Sentence) -> set[tuple[str, ...]]:
+    """The word sequences of a sentence's labelled entities (types ignored)."""
+    assert sent.tags is not None
+    return {sent.tokens[start:end] for _, start, end in conlleval_chunks(sent.tags)}
+
+
+def fold_split(sents: Sequence[Sentence], fold_of: Sequence[int],
+               fold: int) -> tuple[list[int], list[int]]:
+    """Indices of the sentences a fold's model trains on, and of those it tags: the other
+    folds' sentences that share no entity with the held-out fold, and the held-out fold."""
+    held = [i for i, f in enumerate(fold_of) if f == fold]
+    held_entities = set().union(*(entity_words(sents[i]) for i in held))
+    train = [i for i, f in enumerate(fold_of)
+             if f != fold and not entity_words(sents[i]) & held_entities]
+    return train, held
+
+
+def disagrees(gold: Sequence[str], pred: Sequence[str]) -> bool:
+    """Whether the predicted entities (as conlleval finds them) differ from the gold ones."""
+    return set(conlleval_chunks(gold)) != set(conlleval_chunks(pred))
+
+
+def trust_text(sents: Sequence[Sentence], counts: Sequence[int], eps: float,
+               source: str) -> str:
+    """A data.train_trust file: the flagged sentences, by the line of their first token."""
+    lines = [f"# CrossWeigh trust for {source}: line of a sentence's first token, then "
+             f"{eps} ** (times flagged); unlisted sentences were never flagged"]
+    lines += [f"{s.line}\t{eps ** c:.6g}" for s, c in zip(sents, counts, strict=True) if c]
+    return "\n".join(lines) + "\n"
+
+
+def _train_folds(config_path: str, overrides: list[str], jobs: list[tuple[Path, Path]],
+                 workers: int) -> None:
+    """Train one model per (training file, run directory), resuming unfinished ones."""
+    from .experiment import _resumable, _run_one, _seed_config, _worker_init
+
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers or cores, len(jobs)))
+    threads = Config.load(config_path, overrides).train.threads or max(1, cores // workers)
+    todo = []
+    for train_file, run_dir in jobs:
+        if (run_dir / "metrics.json").is_file():
+            continue
+        sets = [*overrides, f"data.train={json.dumps(str(train_file))}"]
+        seed = Config.load(config_path, sets).train.seed
+        todo.append((sets, seed, run_dir,
+                     _resumable(run_dir, _seed_config(config_path, sets, seed, threads))))
+    if not todo:
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                initializer=_worker_init) as pool:
+        futures = [pool.submit(_run_one, config_path, sets, seed, str(run_dir), threads, resume)
+                   for sets, seed, run_dir, resume in todo]
+        for fut in cf.as_completed(futures):
+            r = fut.result()
+            print(f"{r['output']}: dev F1 {100 * r['dev']['entity']['f1']:.2f} "
+                  f"({r['wall_seconds']:.0f} s)", flush=True)
+
+
+def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), folds: int = 5,
+        iterations: int = 1, eps: float = 0.7, workers: int = 0) -> dict[str, Any]:
+    """Train the fold models, tag their held-out folds, and write OUTPUT/trust.tsv and
+    OUTPUT/summary.json. Rerunning the same command skips finished fold models."""
+    from .predict import Tagger
+    from .train import load_corpus
+
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, not {folds}")
+    if iterations < 1:
+        raise ValueError(f"--iterations must be at least 1, not {iterations}")
+    if not 0 < eps < 1:
+        raise ValueError(f"--eps must be in (0, 1), not {eps}")
+    out = Path(output)
+    overrides = list(overrides)
+    cfg = Config.load(config_path, overrides)
+    if cfg.data.train_on_dev or cfg.data.train_trust:
+        raise ValueError("crossweigh splits the training file alone: unset data.train_on_dev "
+                         "and data.train_trust")
+    if (cfg.data.word_column, cfg.data.tag_column) != (0, -1):
+        # The fold files hold two columns, token and tag, read like the dev file.
+        raise ValueError("crossweigh needs the word in the first column and the tag in the "
+                         "last (data.word_column = 0, data.tag_column = -1)")
+    corpus = load_corpus(cfg)
+    sents = corpus.train
+    plan = []
+    for it in range(1, iterations + 1):
+        fold_of = assign_folds([s.doc_id for s in sents], folds, cfg.train.seed * 1000 + it)
+        for fold in range(folds):
+            train_idx, held_idx = fold_split(sents, fold_of, fold)
+            folder = out / f"split{it}" / f"fold{fold + 1}"
+            folder.mkdir(parents=True, exist_ok=True)
+            train_file = folder / "train.txt"
+            if not train_file.is_file():
+                write_conll(train_file, [sents[i] for i in train_idx])
+            plan.append((folder, train_file, train_idx, held_idx))
+    _train_folds(config_path, overrides, [(p[1], p[0] / "run") for p in plan], workers)
+
+    counts = [0] * len(sents)
+    per_fold = []
+    for folder, _, train_idx, held_idx in plan:
+        tagger = Tagger.load(folder / "run")
+        held = [sents[i] for i in held_idx]
+        pred = tagger.tag([s.tokens for s in held], doc_ids=[s.doc_id for s in held])
+        flags = [disagrees(s.tags or (), p) for s, p in zip(held, pred, strict=True)]
+        for i, flag in zip(held_idx, flags, strict=True):
+            counts[i] += flag
+        per_fold.append({"run": str(folder / "run"), "train_sentences": len(train_idx),
+                         "held_out_sentences": len(held_idx), "flagged": int(sum(flags))})
+    files.write_text(out / "trust.tsv", trust_text(sents, counts, eps, corpus.paths["train"]))
+    summary = {
+        "config": str(config_path), "overrides": overrides, "folds": folds,
+        "iterations": iterations, "eps": eps, "train": corpus.paths["train"],
+        "sentences": len(sents),
+        "flagged": sum(c > 0 for c in counts),
+        "flagged_with_entities": sum(c > 0 and bool(entity_words(s))
+                                     for s, c in zip(sents, counts, strict=True)),
+        "times_flagged": {str(c): counts.count(c) for c in sorted(set(counts))},
+        "fold_models": per_fold,
+    }
+    files.write_json(out / "summary.json", summary)
+    return summary
