@@ -76,6 +76,8 @@ def test_crossweigh_command_writes_a_trust_file_training_reads(conll_dir, tmp_pa
     assert summary["sentences"] == 60
     assert [m["held_out_sentences"] for m in summary["fold_models"]] != [0, 0]
     assert sum(m["held_out_sentences"] for m in summary["fold_models"]) == 60
+    assert all(0 <= m["held_out_f1"] <= 1 for m in summary["fold_models"])
+    assert 0 < summary["sentences_with_entities"] < 60
     flagged = sum(m["flagged"] for m in summary["fold_models"])
     assert summary["flagged"] == flagged == 60 - summary["times_flagged"].get("0", 0)
     assert f"{flagged} of 60 training sentences flagged" in capsys.readouterr().out

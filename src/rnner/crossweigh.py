@@ -27,6 +27,7 @@ import numpy as np
 from . import files
 from .config import Config
 from .conll import Sentence, write_conll
+from .metrics import entity_scores
 from .tags import conlleval_chunks
 
 
@@ -146,13 +147,16 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
         flags = [disagrees(s.tags or (), p) for s, p in zip(held, pred, strict=True)]
         for i, flag in zip(held_idx, flags, strict=True):
             counts[i] += flag
+        f1 = entity_scores([list(s.tags or ()) for s in held], pred).f1
         per_fold.append({"run": str(folder / "run"), "train_sentences": len(train_idx),
-                         "held_out_sentences": len(held_idx), "flagged": int(sum(flags))})
+                         "held_out_sentences": len(held_idx), "held_out_f1": round(f1, 4),
+                         "flagged": int(sum(flags))})
     files.write_text(out / "trust.tsv", trust_text(sents, counts, eps, corpus.paths["train"]))
     summary = {
         "config": str(config_path), "overrides": overrides, "folds": folds,
         "iterations": iterations, "eps": eps, "train": corpus.paths["train"],
         "sentences": len(sents),
+        "sentences_with_entities": sum(bool(entity_words(s)) for s in sents),
         "flagged": sum(c > 0 for c in counts),
         "flagged_with_entities": sum(c > 0 and bool(entity_words(s))
                                      for s, c in zip(sents, counts, strict=True)),
