@@ -160,7 +160,7 @@ def prepare(cfg: Config, device: torch.device) -> Setup:
     corpus = train.load_corpus(cfg)
     model, vocabs, _ = train.build_model(cfg, corpus, rng)
     model.to(device)
-    tr = train.encode_split(corpus.train, vocabs, cfg, corpus.scheme)
+    tr = train.encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
     dev = train.encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
     return Setup(cfg, model, tr.data, np.array([len(g) for g in tr.groups]), dev.data,
                  np.array([len(g) for g in dev.groups]), device, rng, len(vocabs.tags),
