@@ -93,3 +93,5 @@ def test_crossweigh_command_writes_a_trust_file_training_reads(conll_dir, tmp_pa
 
     assert main(["crossweigh", str(config), "--folds", "1", "--output", str(out)]) == 2
     assert "--folds must be at least 2, not 1" in capsys.readouterr().err
+    assert main(["crossweigh", str(config), "--folds", "3", "--output", str(out)]) == 2
+    assert "holds a crossweigh run of other settings" in capsys.readouterr().err

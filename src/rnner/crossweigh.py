@@ -125,6 +125,16 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
                          "last (data.word_column = 0, data.tag_column = -1)")
     corpus = load_corpus(cfg)
     sents = corpus.train
+    # Fold files and models already in OUTPUT are reused, so they must be of this split.
+    settings = {"config": cfg.to_dict(), "folds": folds, "iterations": iterations,
+                "train_sentences": len(sents)}
+    settings["config"]["train"]["threads"] = 0  # any thread count may carry on
+    saved = out / "settings.json"
+    out.mkdir(parents=True, exist_ok=True)
+    if saved.is_file() and json.loads(saved.read_text()) != settings:
+        raise ValueError(f"{out} holds a crossweigh run of other settings (config, --folds "
+                         "or --iterations): remove it, or give another --output")
+    files.write_json(saved, settings)
     plan = []
     for it in range(1, iterations + 1):
         fold_of = assign_folds([s.doc_id for s in sents], folds, cfg.train.seed * 1000 + it)
