@@ -80,7 +80,9 @@ def test_crossweigh_command_writes_a_trust_file_training_reads(conll_dir, tmp_pa
     assert 0 < summary["sentences_with_entities"] < 60
     flagged = sum(m["flagged"] for m in summary["fold_models"])
     assert summary["flagged"] == flagged == 60 - summary["times_flagged"].get("0", 0)
-    assert f"{flagged} of 60 training sentences flagged" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"Flagged: {flagged} of 60 training sentences" in printed
+    assert printed.count("| ") > 2 and (out / "summary.md").read_text() in printed
     corpus = load_corpus(Config.from_dict(
         {**sections, "data": {**sections["data"], "train_trust": str(out / "trust.tsv")}}))
     assert corpus.trust is not None

@@ -84,7 +84,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_crossweigh(args: argparse.Namespace) -> int:
     from .config import Config
-    from .crossweigh import run
+    from .crossweigh import markdown, run
     from .experiment import SeedInterrupted
 
     Config.load(args.config, args.set)
@@ -98,9 +98,8 @@ def cmd_crossweigh(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"rnner crossweigh: {e}", file=sys.stderr)
         return 2
-    print(f"{summary['flagged']} of {summary['sentences']} training sentences flagged "
-          f"({summary['flagged_with_entities']} of them with entities); "
-          f"trust file: {output}/trust.tsv")
+    print(markdown(summary), end="")
+    print(f"trust file: {output}/trust.tsv")
     return 0
 
 

@@ -158,9 +158,10 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
         for i, flag in zip(held_idx, flags, strict=True):
             counts[i] += flag
         f1 = entity_scores([list(s.tags or ()) for s in held], pred).f1
+        metrics = json.loads((folder / "run" / "metrics.json").read_text())
         per_fold.append({"run": str(folder / "run"), "train_sentences": len(train_idx),
                          "held_out_sentences": len(held_idx), "held_out_f1": round(f1, 4),
-                         "flagged": int(sum(flags))})
+                         "dev_f1": metrics["dev"]["entity"]["f1"], "flagged": int(sum(flags))})
     files.write_text(out / "trust.tsv", trust_text(sents, counts, eps, corpus.paths["train"]))
     summary = {
         "config": str(config_path), "overrides": overrides, "folds": folds,
@@ -174,4 +175,19 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
         "fold_models": per_fold,
     }
     files.write_json(out / "summary.json", summary)
+    files.write_text(out / "summary.md", markdown(summary))
     return summary
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The fold models as a table, and what they flagged."""
+    rows = ["| fold model | trained on (sentences) | held out | held-out F1 | dev F1 | flagged |",
+            "|---|---|---|---|---|---|"]
+    rows += [f"| {m['run']} | {m['train_sentences']} | {m['held_out_sentences']} | "
+             f"{100 * m['held_out_f1']:.2f} | {100 * m['dev_f1']:.2f} | {m['flagged']} |"
+             for m in summary["fold_models"]]
+    share = summary["flagged"] / max(1, summary["sentences"])
+    rows += ["", f"Flagged: {summary['flagged']} of {summary['sentences']} training sentences "
+             f"({100 * share:.1f}%); {summary['flagged_with_entities']} of the "
+             f"{summary['sentences_with_entities']} with entities."]
+    return "\n".join(rows) + "\n"
