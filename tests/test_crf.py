@@ -167,3 +167,24 @@ def test_noisy_channel_nll_matches_enumeration_and_full_trust_is_the_plain_nll()
     assert crf.nll(em, tags, mask, padded).item() == pytest.approx(plain.item())
     assert crf.nll(em, tags, mask, torch.where(mask, trust, 0.5)).item() == pytest.approx(
         nll.item())
+
+
+@pytest.mark.parametrize("p_tag, ratio", [(0.5, 0.948), (0.1, 0.784), (0.01, 0.267),
+                                          (0.001, 0.035)])
+def test_a_doubted_tag_pulls_less_the_surer_the_model_is_of_another(p_tag, ratio):
+    """docs/results.md quotes these: one token over 17 tags, trust 0.7, the gradient on the
+    observed tag's score through the channel against plain cross-entropy's."""
+    from rnner.crf import label_channel
+
+    k = 17
+    probs = torch.full((k,), (1 - p_tag) / (k - 1))
+    probs[0] = p_tag
+    tag, trust = torch.zeros(1, 1, dtype=torch.long), torch.full((1, 1), 0.7)
+    grads = []
+    for channel in (label_channel(tag, trust, k)[0, 0], None):
+        scores = probs.log().requires_grad_(True)
+        logp = scores.log_softmax(0)
+        loss = -torch.logsumexp(logp + channel, 0) if channel is not None else -logp[0]
+        loss.backward()
+        grads.append(scores.grad[0].item())
+    assert grads[0] / grads[1] == pytest.approx(ratio, abs=5e-4)
