@@ -40,8 +40,8 @@ class DataConfig:
     context: str = "sentence"  # sentence | document: what one sequence of the network holds
     max_context_tokens: int = 256  # document context: longest run of sentences, in tokens
     train_on_dev: bool = False  # train on train+dev (then use train.select = "last")
-    # A file of training sentences whose labels are in doubt (benchmarks/crossweigh.py writes
-    # one): each line the line of a sentence's first token in the training file, a tab, and
+    # A file of training sentences whose labels are in doubt (`rnner crossweigh` writes one):
+    # each line the line of a sentence's first token in the training file, a tab, and
     # the chance that its labels are right. The loss reads their tags through a noisy channel
     # (crf.label_channel); sentences not listed are trusted fully. Empty: all are.
     train_trust: str = ""
