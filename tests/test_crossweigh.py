@@ -6,7 +6,7 @@ from conftest import tiny_sections, to_toml
 from rnner.cli import main
 from rnner.config import Config
 from rnner.conll import Sentence
-from rnner.crossweigh import assign_folds, disagrees, fold_split, trust_text
+from rnner.crossweigh import assign_folds, disagrees, entity_words, fold_split, trust_text
 from rnner.train import load_corpus
 
 
@@ -39,12 +39,13 @@ def test_folds_hold_whole_articles_dealt_evenly_and_reproducibly():
 
 def test_fold_training_drops_sentences_that_share_an_held_out_entity():
     fold_of = [0, 0, 1, 1, 1, 1]
-    train, held = fold_split(SENTS, fold_of, 0)
+    entities = [entity_words(s) for s in SENTS]
+    train, held = fold_split(entities, fold_of, 0)
     assert held == [0, 1]
     # Sentence 3 mentions "Peter Blackburn" (as ORG, not PER: types are ignored); sentence
     # 2's entity is "Peter Blackburn Ltd", a different one; sentence 4 has none.
     assert train == [2, 4, 5]
-    train, held = fold_split(SENTS, fold_of, 1)
+    train, held = fold_split(entities, fold_of, 1)
     assert held == [2, 3, 4, 5]
     assert train == [1]  # sentence 0 mentions "Peter Blackburn", which fold 1 holds
 

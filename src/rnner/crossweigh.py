@@ -14,10 +14,7 @@ labels are right, which `data.train_trust` reads (crf.label_channel).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
-import multiprocessing
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import numpy as np
 from . import files
 from .config import Config
 from .conll import Sentence, write_conll
+from .experiment import train_runs
 from .metrics import entity_scores
 from .tags import conlleval_chunks
 
@@ -46,14 +44,14 @@ def entity_words(sent: Sentence) -> set[tuple[str, ...]]:
     return {sent.tokens[start:end] for _, start, end in conlleval_chunks(sent.tags)}
 
 
-def fold_split(sents: Sequence[Sentence], fold_of: Sequence[int],
+def fold_split(entities: Sequence[set[tuple[str, ...]]], fold_of: Sequence[int],
                fold: int) -> tuple[list[int], list[int]]:
     """Indices of the sentences a fold's model trains on, and of those it tags: the other
-    folds' sentences that share no entity with the held-out fold, and the held-out fold."""
+    folds' sentences that share no entity (`entity_words` of each sentence) with the held-out
+    fold, and the held-out fold."""
     held = [i for i, f in enumerate(fold_of) if f == fold]
-    held_entities = set().union(*(entity_words(sents[i]) for i in held))
-    train = [i for i, f in enumerate(fold_of)
-             if f != fold and not entity_words(sents[i]) & held_entities]
+    held_entities = set().union(*(entities[i] for i in held))
+    train = [i for i, f in enumerate(fold_of) if f != fold and not entities[i] & held_entities]
     return train, held
 
 
@@ -69,35 +67,6 @@ def trust_text(sents: Sequence[Sentence], counts: Sequence[int], eps: float,
              f"{eps} ** (times flagged); unlisted sentences were never flagged"]
     lines += [f"{s.line}\t{eps ** c:.6g}" for s, c in zip(sents, counts, strict=True) if c]
     return "\n".join(lines) + "\n"
-
-
-def _train_folds(config_path: str, overrides: list[str], jobs: list[tuple[Path, Path]],
-                 workers: int) -> None:
-    """Train one model per (training file, run directory), resuming unfinished ones."""
-    from .experiment import _resumable, _run_one, _seed_config, _worker_init
-
-    cores = os.cpu_count() or 1
-    workers = max(1, min(workers or cores, len(jobs)))
-    threads = Config.load(config_path, overrides).train.threads or max(1, cores // workers)
-    todo = []
-    for train_file, run_dir in jobs:
-        if (run_dir / "metrics.json").is_file():
-            continue
-        sets = [*overrides, f"data.train={json.dumps(str(train_file))}"]
-        seed = Config.load(config_path, sets).train.seed
-        todo.append((sets, seed, run_dir,
-                     _resumable(run_dir, _seed_config(config_path, sets, seed, threads))))
-    if not todo:
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                initializer=_worker_init) as pool:
-        futures = [pool.submit(_run_one, config_path, sets, seed, str(run_dir), threads, resume)
-                   for sets, seed, run_dir, resume in todo]
-        for fut in cf.as_completed(futures):
-            r = fut.result()
-            print(f"{r['output']}: dev F1 {100 * r['dev']['entity']['f1']:.2f} "
-                  f"({r['wall_seconds']:.0f} s)", flush=True)
 
 
 def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), folds: int = 5,
@@ -125,6 +94,7 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
                          "last (data.word_column = 0, data.tag_column = -1)")
     corpus = load_corpus(cfg)
     sents = corpus.train
+    entities = [entity_words(s) for s in sents]
     # Fold files and models already in OUTPUT are reused, so they must be of this split.
     settings = {"config": cfg.to_dict(), "folds": folds, "iterations": iterations,
                 "train_sentences": len(sents)}
@@ -139,14 +109,20 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     for it in range(1, iterations + 1):
         fold_of = assign_folds([s.doc_id for s in sents], folds, cfg.train.seed * 1000 + it)
         for fold in range(folds):
-            train_idx, held_idx = fold_split(sents, fold_of, fold)
+            train_idx, held_idx = fold_split(entities, fold_of, fold)
             folder = out / f"split{it}" / f"fold{fold + 1}"
             folder.mkdir(parents=True, exist_ok=True)
             train_file = folder / "train.txt"
             if not train_file.is_file():
                 write_conll(train_file, [sents[i] for i in train_idx])
             plan.append((folder, train_file, train_idx, held_idx))
-    _train_folds(config_path, overrides, [(p[1], p[0] / "run") for p in plan], workers)
+    def report(r: dict[str, Any]) -> None:
+        print(f"{r['output']}: dev F1 {100 * r['dev']['entity']['f1']:.2f} "
+              f"({r['wall_seconds']:.0f} s)", flush=True)
+
+    jobs = [([*overrides, f"data.train={json.dumps(str(train_file))}"], cfg.train.seed,
+             folder / "run") for folder, train_file, _, _ in plan]
+    train_runs(config_path, jobs, workers, report)
 
     counts = [0] * len(sents)
     per_fold = []
@@ -167,10 +143,10 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
         "config": str(config_path), "overrides": overrides, "folds": folds,
         "iterations": iterations, "eps": eps, "train": corpus.paths["train"],
         "sentences": len(sents),
-        "sentences_with_entities": sum(bool(entity_words(s)) for s in sents),
+        "sentences_with_entities": sum(map(bool, entities)),
         "flagged": sum(c > 0 for c in counts),
-        "flagged_with_entities": sum(c > 0 and bool(entity_words(s))
-                                     for s, c in zip(sents, counts, strict=True)),
+        "flagged_with_entities": sum(c > 0 and bool(e)
+                                     for e, c in zip(entities, counts, strict=True)),
         "times_flagged": {str(c): counts.count(c) for c in sorted(set(counts))},
         "fold_models": per_fold,
     }

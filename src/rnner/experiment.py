@@ -15,6 +15,7 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,54 @@ def markdown(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], workers: int = 0,
+               on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train each (overrides, seed, run directory) job of one config in parallel processes.
+
+    Finished runs are not trained again (their metrics are returned as they are) and
+    interrupted ones resume from their checkpoints. `on_done` sees each run as it finishes.
+    Raises SeedInterrupted once every run has finished or stopped, if any stopped.
+    """
+    cores = os.cpu_count() or 1
+    workers = workers or max(1, min(len(jobs), cores))
+    # The cores are shared out among the workers unless the config or --set fixes
+    # train.threads: more threads than cores makes every run crawl.
+    first = jobs[0][0] if jobs else []
+    threads = Config.load(config_path, first).train.threads or max(1, cores // workers)
+    runs: list[dict[str, Any]] = []
+    todo = []
+    for overrides, seed, run_dir in jobs:
+        done = run_dir / "metrics.json"
+        if done.is_file():
+            metrics = json.loads(done.read_text())
+            wall = metrics.get("train_seconds", 0.0)
+            runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
+        else:
+            cfg = _seed_config(config_path, overrides, seed, threads)
+            todo.append((overrides, seed, run_dir, _resumable(run_dir, cfg)))
+    if not todo:
+        return runs
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                initializer=_worker_init) as pool:
+        futures = [pool.submit(_run_one, config_path, overrides, seed, str(run_dir), threads,
+                               resume) for overrides, seed, run_dir, resume in todo]
+        stopped = []
+        for fut in cf.as_completed(futures):
+            try:
+                r = fut.result()
+            except SeedInterrupted as e:
+                stopped.append(str(e))
+                continue
+            runs.append(r)
+            if on_done is not None:
+                on_done(r)
+    if stopped:
+        raise SeedInterrupted(f"interrupted ({', '.join(sorted(stopped))}); rerun the same "
+                              "command to resume")
+    return runs
+
+
 def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[str],
         workers: int = 0) -> dict[str, Any]:
     """Train every seed and write the summary.
@@ -156,41 +205,14 @@ def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[
     """
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    cores = os.cpu_count() or 1
-    workers = workers or min(len(seeds), cores)
-    # The cores are shared out among the workers unless the config or --set fixes
-    # train.threads: more threads than cores makes every run crawl.
-    threads = Config.load(config_path, overrides).train.threads or max(1, cores // workers)
-    runs: list[dict[str, Any]] = []
-    todo: dict[int, bool] = {}  # seed -> resume from its checkpoint
-    for seed in seeds:
-        run_dir = out / f"seed{seed}"
-        done = run_dir / "metrics.json"
-        if done.is_file():
-            metrics = json.loads(done.read_text())
-            wall = metrics.get("train_seconds", 0.0)
-            runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
-        else:
-            todo[seed] = _resumable(run_dir, _seed_config(config_path, overrides, seed, threads))
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                initializer=_worker_init) as pool:
-        futures = {pool.submit(_run_one, config_path, overrides, s, str(out / f"seed{s}"),
-                               threads, resume): s for s, resume in todo.items()}
-        stopped = []
-        for fut in cf.as_completed(futures):
-            try:
-                r = fut.result()
-            except SeedInterrupted as e:
-                stopped.append(str(e))
-                continue
-            runs.append(r)
-            print(f"seed {r['seed']}: dev F1 {100 * r['dev']['entity']['f1']:.2f}"
-                  + (f", test F1 {100 * r['test']['entity']['f1']:.2f}" if "test" in r else "")
-                  + f" ({r['wall_seconds']:.0f} s)", flush=True)
-    if stopped:
-        raise SeedInterrupted(f"interrupted ({', '.join(sorted(stopped))}); rerun the same "
-                              "command to resume")
+
+    def report(r: dict[str, Any]) -> None:
+        print(f"seed {r['seed']}: dev F1 {100 * r['dev']['entity']['f1']:.2f}"
+              + (f", test F1 {100 * r['test']['entity']['f1']:.2f}" if "test" in r else "")
+              + f" ({r['wall_seconds']:.0f} s)", flush=True)
+
+    runs = train_runs(config_path, [(overrides, s, out / f"seed{s}") for s in seeds], workers,
+                      report)
     runs.sort(key=lambda r: r["seed"])
     summary = summarise(runs)
     summary["config"] = str(config_path)

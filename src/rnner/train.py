@@ -103,7 +103,7 @@ def read_trust(path: str, train: Sequence[Sentence], train_path: str) -> list[fl
             raise InputError(path, n, f"expected 'LINE<TAB>TRUST', found {raw.strip()!r}") from None
         if line not in index:
             raise InputError(path, n, f"no training sentence starts at line {line} of "
-                             f"{train_path}") from None
+                             f"{train_path}")
         if not 0 < value <= 1:
             raise InputError(path, n, f"trust {value} is not in (0, 1]")
         trust[index[line]] = value
