@@ -167,7 +167,7 @@ CONFIG_ERRORS = {
     "bidirectional, casing_dim, cell, char_dim, char_encoder, char_hidden, char_kernel, "
     "dropout, embeddings, freeze_embeddings, hidden_size, layers, lm_dim, lm_vocab, lm_weight, "
     "locked_dropout, output, pool_layers, pretrained_dropout, repeat_key, repeat_pooling, "
-    "word_dim, word_dropout",
+    "singleton_unk, word_dim, word_dropout",
     "bad_config_type.toml": "config model.hidden_size: expected int, found str '16'",
     "bad_config_range.toml": "config model.dropout: 1.5 is out of range [0.0, 0.99]",
 }

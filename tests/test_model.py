@@ -208,3 +208,27 @@ def test_language_model_loss_adds_to_the_tagging_loss_and_leaves_tagging_alone()
     states = with_lm.encode(b)[0]
     expected = plain.loss(b) + 0.5 * with_lm.lm(states, b.words, b.mask) / 2  # 2 sequences
     torch.testing.assert_close(with_lm.loss(b), expected)
+
+
+def test_singleton_unk_turns_only_singletons_into_unk_and_only_in_training():
+    from rnner import batching
+    from rnner.config import ModelConfig
+    from rnner.vocab import build_vocabs
+
+    sents = [["Fischler", "said", "zzz", "."]]
+    vocabs = build_vocabs(sents, [["O"] * 4])
+    b = batching.make_batch(batching.encode(sents, vocabs), np.arange(1))
+    cfg = ModelConfig(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3,
+                      dropout=0.0, singleton_unk=1.0)
+    torch.manual_seed(0)
+    model = RNNTagger(cfg, num_words=len(vocabs.words), num_chars=5, num_tags=4, word_dim=2)
+    model.keep_singletons(torch.tensor([w in ("fischler", "zzz") for w in vocabs.words.itos]))
+    assert "singleton" not in model.state_dict()
+    unk = batching.make_batch(batching.encode([["Fischler", "said", "zzz", "."]], vocabs),
+                              np.arange(1))
+    unk.words[0, 0] = unk.words[0, 2] = 1  # what singleton_unk=1 makes of the batch
+    model.train()
+    with_unk = model.emissions(b)
+    model.eval()  # dropout 0: training mode differs only by the replacement
+    torch.testing.assert_close(with_unk, model.emissions(unk))
+    assert not torch.allclose(model.emissions(b), model.emissions(unk))

@@ -335,3 +335,22 @@ def test_loss_with_full_trust_is_the_plain_loss_and_doubt_lowers_it(output):
         per_token = torch.where(batch.trust < 1,
                                 -(0.5 * p + 0.5 * (1 - p) / (k - 1)).log(), -p.log())
         assert doubted == pytest.approx((per_token * batch.mask).sum().item() / 3, rel=1e-5)
+
+
+def test_singleton_unk_marks_the_words_seen_once_in_train(tmp_path):
+    from rnner.train import build_model, load_corpus
+
+    train = tmp_path / "train.txt"
+    train.write_text("EU B-ORG\nsaid O\n.\tO\n\nPeter B-PER\nsaid O\nEU B-ORG\n\n",
+                     encoding="utf-8")
+    dev = tmp_path / "dev.txt"
+    dev.write_text("Brussels B-ORG\nsaid O\n\n", encoding="utf-8")
+    cfg = tiny_config(data={"train": str(train), "dev": str(dev), "test": str(dev)},
+                      model={"singleton_unk": 0.5})
+    model, vocabs, info = build_model(cfg, load_corpus(cfg), np.random.default_rng(0))
+    assert model.singleton is not None
+    once = {w for w, s in zip(vocabs.words.itos, model.singleton.tolist(), strict=True) if s}
+    assert once == {".", "peter"}  # eu and said twice; brussels is dev's, never trained
+    assert info["singletons"] == 2
+    fit(cfg, tmp_path / "run", progress=False)
+    assert "singleton" not in load_weights(tmp_path / "run")

@@ -63,6 +63,9 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.5
     word_dropout: float = 0.0  # chance that a training token's word becomes UNK
+    # Chance that a training token whose word occurs once in train becomes UNK (Lample et
+    # al. 2016 used 0.5): UNK then learns from the rare words that unknown ones resemble.
+    singleton_unk: float = 0.0
     # Chance that a training token reads its word's original pretrained vector instead of the
     # fine-tuned one. Dev/test words unseen in training keep their original vectors while the
     # training words' drift; this teaches the network to read both.
@@ -184,6 +187,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.pool_layers": (0, None),
     "model.dropout": (0.0, 0.99),
     "model.word_dropout": (0.0, 0.99),
+    "model.singleton_unk": (0.0, 1.0),
     "model.pretrained_dropout": (0.0, 1.0),
     "model.lm_weight": (0.0, None),
     "model.lm_vocab": (1, None),

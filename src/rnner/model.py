@@ -269,12 +269,19 @@ class RNNTagger(nn.Module):
         self.has_pretrained: torch.Tensor | None
         self.register_buffer("pretrained", None, persistent=False)
         self.register_buffer("has_pretrained", None, persistent=False)
+        # For singleton_unk: which rows are words seen once in train. Not saved either.
+        self.singleton: torch.Tensor | None
+        self.register_buffer("singleton", None, persistent=False)
 
     def keep_pretrained(self, vectors: torch.Tensor, known: torch.Tensor) -> None:
         """Keep the original vectors, and which rows have one, for `pretrained_dropout`."""
         device = self.words.weight.device
         self.pretrained = vectors.to(device, self.words.weight.dtype).clone()
         self.has_pretrained = known.to(device, torch.bool)
+
+    def keep_singletons(self, once: torch.Tensor) -> None:
+        """Mark the rows of words seen once in train, for `singleton_unk`."""
+        self.singleton = once.to(self.words.weight.device, torch.bool)
 
     def emissions(self, b: Batch) -> torch.Tensor:
         return self.readout(self.encode(b)[-1], b)
@@ -285,6 +292,9 @@ class RNNTagger(nn.Module):
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.cfg.word_dropout
             words = words.masked_fill(drop & b.mask, 1)  # 1 is UNK
+        if self.training and self.cfg.singleton_unk > 0 and self.singleton is not None:
+            drop = torch.rand(words.shape, device=words.device) < self.cfg.singleton_unk
+            words = words.masked_fill(drop & self.singleton[words] & b.mask, 1)
         parts = [self.words(words)]
         if self.training and self.cfg.pretrained_dropout > 0 and self.pretrained is not None:
             assert self.has_pretrained is not None

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,11 @@ def build_model(
         if m.pretrained_dropout:
             model.keep_pretrained(torch.from_numpy(matrix), torch.from_numpy(hit))
         info["embedding_coverage"] = round(embeddings.coverage(hit, vocabs.words), 4)
+    if m.singleton_unk:
+        counts = Counter(word_key(t, vocabs.lowercase) for s in corpus.train for t in s.tokens)
+        once = torch.tensor([counts[w] == 1 for w in vocabs.words.itos])
+        model.keep_singletons(once)
+        info["singletons"] = int(once.sum())
     return model, vocabs, info
 
 
