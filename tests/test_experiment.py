@@ -157,3 +157,38 @@ def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, w
             parent.kill()
     assert (out / "seed1" / "checkpoint.safetensors").is_file()
     assert not (out / "seed1" / "metrics.json").exists()
+
+
+def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
+        conll_dir, write_config, tmp_path):
+    """`kill -INT` reaches the experiment process only (Ctrl-C signals the whole group): it
+    must still stop its seeds, not wait for them to finish."""
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to find the worker processes")
+    config = write_config(data={"max_sentences": 200}, train={"epochs": 200})
+    out = tmp_path / "exp"
+    parent = subprocess.Popen([sys.executable, "-m", "rnner.cli", "experiment", str(config),
+                               "--seeds", "3", "--workers", "2", "--set", "train.threads=1",
+                               "--output", str(out)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((out / f"seed{s}" / "log.jsonl").exists() for s in (1, 2)):
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.2)
+        workers = _children(parent.pid)
+        parent.send_signal(signal.SIGINT)
+        _, err = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        "interrupted (seed 1, seed 2, seed 3); rerun the same command to resume")
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers):
+        assert time.monotonic() < deadline, "a worker outlived the experiment"
+        time.sleep(0.2)
+    for s in (1, 2):  # stopped in training: resumable
+        assert (out / f"seed{s}" / "checkpoint.safetensors").is_file()
+        assert not (out / f"seed{s}" / "metrics.json").exists()
+    assert not (out / "seed3").exists()  # never started

@@ -33,23 +33,33 @@ def _seed_config(config_path: str | Path, overrides: list[str], seed: int,
 
 
 _idle = threading.Event()  # in a worker: no seed is training
+_stop: Any = None  # in a worker: the experiment's "stop now" event
 
 
-def _worker_init() -> None:
-    """In each worker: when the experiment process is gone, stop as Ctrl-C would, then exit.
+def _worker_init(stop: Any) -> None:
+    """In each worker: stop the seed in training, as Ctrl-C would, when the experiment asks
+    (`stop` is set: it was interrupted) or is gone (it was killed; the worker then exits).
 
     Killing the experiment process would otherwise leave its workers training as orphans, or
-    waiting forever for their next seed.
+    waiting forever for their next seed; a SIGINT sent to it alone (`kill -INT`, where Ctrl-C
+    signals the whole process group) would leave it waiting for them to finish.
     """
+    global _stop
+    _stop = stop
     parent = os.getppid()
     _idle.set()
+    # Outside the training loop's own handler (a seed still loading its data), SIGTERM raises
+    # KeyboardInterrupt, so that seed ends as interrupted instead of taking the worker down.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)  # a training seed checkpoints and stops
-        _idle.wait()
-        os._exit(130)
+        while os.getppid() == parent and not stop.is_set():
+            time.sleep(0.5)
+        if not _idle.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)  # a training seed checkpoints and stops
+        if os.getppid() != parent:
+            _idle.wait()
+            os._exit(130)
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -60,10 +70,12 @@ def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
 
     _idle.clear()
     try:
+        if _stop is not None and _stop.is_set():  # queued before the experiment was stopped
+            raise SeedInterrupted(f"seed {seed}")
         cfg = _seed_config(config_path, overrides, seed, threads)
         t0 = time.perf_counter()
         metrics = fit(cfg, output, progress=False, resume=resume)
-    except Interrupted:  # its __init__ takes a path, so it would not unpickle in the parent
+    except (Interrupted, KeyboardInterrupt):  # Interrupted takes a path: it would not unpickle
         raise SeedInterrupted(f"seed {seed}") from None
     finally:
         _idle.set()
@@ -176,23 +188,35 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
     if not todo:
         return runs
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                initializer=_worker_init) as pool:
+    stop = ctx.Event()
+    stopped: list[str] = []
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                initargs=(stop,)) as pool:
         futures = [pool.submit(_run_one, config_path, overrides, seed, str(run_dir), threads,
                                resume) for overrides, seed, run_dir, resume in todo]
-        stopped = []
-        for fut in cf.as_completed(futures):
+        pending = set(futures)
+        while pending:
             try:
-                r = fut.result()
-            except SeedInterrupted as e:
-                stopped.append(str(e))
-                continue
-            runs.append(r)
-            if on_done is not None:
-                on_done(r)
-    if stopped:
-        raise SeedInterrupted(f"interrupted ({', '.join(sorted(stopped))}); rerun the same "
-                              "command to resume")
+                for fut in cf.as_completed(pending):
+                    pending.discard(fut)
+                    if fut.cancelled() or (stop.is_set() and fut.exception() is not None):
+                        stopped.append(f"seed {todo[futures.index(fut)][1]}")  # or broken pool
+                        continue
+                    try:
+                        r = fut.result()
+                    except SeedInterrupted as e:
+                        stopped.append(str(e))
+                        continue
+                    runs.append(r)
+                    if on_done is not None:
+                        on_done(r)
+            except KeyboardInterrupt:  # to this process: every seed checkpoints and stops
+                stop.set()
+                for fut in pending:
+                    fut.cancel()
+    if stopped or stop.is_set():  # a seed that finished as we stopped is on disk, not here
+        raise SeedInterrupted(f"interrupted ({', '.join(sorted(stopped)) or 'between seeds'}); "
+                              "rerun the same command to resume")
     return runs
 
 
