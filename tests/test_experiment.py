@@ -7,9 +7,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import alive, children
 
 from rnner.cli import main
 from rnner.config import Config
@@ -109,25 +109,6 @@ def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_co
     assert "holds an unfinished run of another config" in err and "seed1" in err
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    """Running or sleeping; a zombie (exited, not yet reaped by init) counts as gone."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, write_config,
@@ -144,12 +125,12 @@ def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, w
         while not (out / "seed1" / "log.jsonl").exists():  # training is under way
             assert time.monotonic() < deadline and parent.poll() is None
             time.sleep(0.2)
-        workers = _children(parent.pid)
+        workers = children(parent.pid)
         assert workers
         parent.send_signal(signal.SIGTERM)  # the experiment process dies at once
         parent.wait(timeout=30)
         deadline = time.monotonic() + 60
-        while any(_alive(w) for w in workers):
+        while any(alive(w) for w in workers):
             assert time.monotonic() < deadline, "a worker outlived the experiment"
             time.sleep(0.2)
     finally:
@@ -175,7 +156,7 @@ def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
         while not all((out / f"seed{s}" / "log.jsonl").exists() for s in (1, 2)):
             assert time.monotonic() < deadline and parent.poll() is None
             time.sleep(0.2)
-        workers = _children(parent.pid)
+        workers = children(parent.pid)
         parent.send_signal(signal.SIGINT)
         _, err = parent.communicate(timeout=60)
     finally:
@@ -185,7 +166,7 @@ def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
     assert err.strip().splitlines()[-1] == (
         "interrupted (seed 1, seed 2, seed 3); rerun the same command to resume")
     deadline = time.monotonic() + 30
-    while any(_alive(w) for w in workers):
+    while any(alive(w) for w in workers):
         assert time.monotonic() < deadline, "a worker outlived the experiment"
         time.sleep(0.2)
     for s in (1, 2):  # stopped in training: resumable

@@ -1001,6 +1001,14 @@ def _worker_main(spec: WorkerSpec) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # `rnner tune` was killed: stop as if it had sent SIGTERM
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     sys.exit(run_worker(spec))
 
 
@@ -1123,13 +1131,18 @@ def _run_pool(spec: WorkerSpec, workers: int) -> list[int]:
                 os.kill(p.pid, signal.SIGTERM)  # workers checkpoint, re-enqueue and exit
 
     previous = signal.signal(signal.SIGTERM, forward)
+    forwarded = False
     try:
         while any(p.is_alive() for p in procs):
             try:
                 for p in procs:
                     p.join()
-            except KeyboardInterrupt:  # the terminal sent SIGINT to the workers too
-                continue
+            except KeyboardInterrupt:
+                # Ctrl-C signalled the workers too, but `kill -INT` reached this process
+                # alone: pass it on once, or the workers would run their trials to the end.
+                if not forwarded:
+                    forwarded = True
+                    forward(signal.SIGINT, None)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return [130 if p.exitcode in (-2, -15) else (p.exitcode or 0) for p in procs]
@@ -1160,9 +1173,14 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    summary = tune(args.sweep, trials=args.trials, workers=args.workers, storage=args.storage,
-                   study_name=args.study, output=args.output, keep_models=args.keep_models,
-                   stale_after=args.stale_after, quiet=args.quiet)
+    try:
+        summary = tune(args.sweep, trials=args.trials, workers=args.workers,
+                       storage=args.storage, study_name=args.study, output=args.output,
+                       keep_models=args.keep_models, stale_after=args.stale_after,
+                       quiet=args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
     c = summary["counts"]
     print(f"study {summary['study']}: {summary['finished']}/{summary['target']} finished "
           f"({c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, "
