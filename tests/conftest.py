@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,28 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def wait_gone(pids: list[int], seconds: float) -> None:
+    """Fail unless every process in `pids` has exited within `seconds` (then kill it)."""
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            for p in pids:
+                if alive(p):
+                    os.kill(p, signal.SIGKILL)
+            pytest.fail(f"process {[p for p in pids if alive(p)]} outlived its parent")
+        time.sleep(0.2)
+
+
+def sigint_alone(parent: subprocess.Popen, workers: list[int]) -> tuple[int, str]:
+    """SIGINT to `parent` only, as `kill -INT` sends it (Ctrl-C signals the whole group): its
+    exit status and last line of stderr, once it and its `workers` are gone."""
+    try:
+        parent.send_signal(signal.SIGINT)
+        _, err = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        wait_gone(workers, 60)
+    return parent.returncode, err.strip().splitlines()[-1]

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import alive, children
+from conftest import children, sigint_alone, wait_gone
 
 from rnner.cli import main
 from rnner.config import Config
@@ -109,66 +109,46 @@ def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_co
     assert "holds an unfinished run of another config" in err and "seed1" in err
 
 
+def _experiment_training(config, out, seeds: int, workers: int):
+    """`rnner experiment` started, returned with its workers once each is training a seed."""
+    parent = subprocess.Popen([sys.executable, "-m", "rnner.cli", "experiment", str(config),
+                               "--seeds", str(seeds), "--workers", str(workers), "--set",
+                               "train.threads=1", "--output", str(out)],
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not all((out / f"seed{s}" / "log.jsonl").exists() for s in range(1, workers + 1)):
+        if time.monotonic() > deadline or parent.poll() is not None:
+            parent.kill()
+            pytest.fail("the seeds did not start")
+        time.sleep(0.2)
+    return parent, children(parent.pid)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, write_config,
                                                                     tmp_path):
-    if not os.path.isdir("/proc"):
-        pytest.skip("needs /proc to find the worker processes")
-    config = write_config(data={"max_sentences": 200}, train={"epochs": 200})
+    config = write_config(data={"max_sentences": 200}, train={"epochs": 200, "patience": 0})
     out = tmp_path / "exp"
-    parent = subprocess.Popen([sys.executable, "-m", "rnner.cli", "experiment", str(config),
-                               "--seeds", "1", "--workers", "1", "--set", "train.threads=1",
-                               "--output", str(out)])
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "seed1" / "log.jsonl").exists():  # training is under way
-            assert time.monotonic() < deadline and parent.poll() is None
-            time.sleep(0.2)
-        workers = children(parent.pid)
-        assert workers
-        parent.send_signal(signal.SIGTERM)  # the experiment process dies at once
-        parent.wait(timeout=30)
-        deadline = time.monotonic() + 60
-        while any(alive(w) for w in workers):
-            assert time.monotonic() < deadline, "a worker outlived the experiment"
-            time.sleep(0.2)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    parent, workers = _experiment_training(config, out, seeds=1, workers=1)
+    assert workers
+    parent.send_signal(signal.SIGTERM)  # the experiment process dies at once
+    parent.wait(timeout=30)
+    wait_gone(workers, 60)
     assert (out / "seed1" / "checkpoint.safetensors").is_file()
     assert not (out / "seed1" / "metrics.json").exists()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
         conll_dir, write_config, tmp_path):
     """`kill -INT` reaches the experiment process only (Ctrl-C signals the whole group): it
     must still stop its seeds, not wait for them to finish."""
-    if not os.path.isdir("/proc"):
-        pytest.skip("needs /proc to find the worker processes")
-    config = write_config(data={"max_sentences": 200}, train={"epochs": 200})
+    config = write_config(data={"max_sentences": 200}, train={"epochs": 200, "patience": 0})
     out = tmp_path / "exp"
-    parent = subprocess.Popen([sys.executable, "-m", "rnner.cli", "experiment", str(config),
-                               "--seeds", "3", "--workers", "2", "--set", "train.threads=1",
-                               "--output", str(out)], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not all((out / f"seed{s}" / "log.jsonl").exists() for s in (1, 2)):
-            assert time.monotonic() < deadline and parent.poll() is None
-            time.sleep(0.2)
-        workers = children(parent.pid)
-        parent.send_signal(signal.SIGINT)
-        _, err = parent.communicate(timeout=60)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 130
-    assert err.strip().splitlines()[-1] == (
-        "interrupted (seed 1, seed 2, seed 3); rerun the same command to resume")
-    deadline = time.monotonic() + 30
-    while any(alive(w) for w in workers):
-        assert time.monotonic() < deadline, "a worker outlived the experiment"
-        time.sleep(0.2)
+    parent, workers = _experiment_training(config, out, seeds=3, workers=2)
+    status, last = sigint_alone(parent, workers)
+    assert status == 130
+    assert last == "interrupted (seed 1, seed 2, seed 3); rerun the same command to resume"
     for s in (1, 2):  # stopped in training: resumable
         assert (out / f"seed{s}" / "checkpoint.safetensors").is_file()
         assert not (out / f"seed{s}" / "metrics.json").exists()

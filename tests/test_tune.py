@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import alive, children
+from conftest import children, sigint_alone, wait_gone
 from optuna.trial import TrialState
 
 from rnner.config import Config, ConfigError
@@ -439,31 +439,14 @@ def _tune_training(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[int]]:
     return parent, out, children(parent.pid)
 
 
-def _wait_gone(pids: list[int], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while any(alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            for p in pids:
-                if alive(p):
-                    os.kill(p, signal.SIGKILL)
-            pytest.fail("a worker outlived `rnner tune`")
-        time.sleep(0.2)
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_sigint_to_tune_alone_stops_its_workers(tmp_path):
     """`kill -INT` reaches the tune process only (Ctrl-C signals the whole group): it must
     pass the stop on to its workers, not wait for their trials to end."""
     parent, out, workers = _tune_training(tmp_path)
-    try:
-        parent.send_signal(signal.SIGINT)
-        _, err = parent.communicate(timeout=60)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-        _wait_gone(workers, 60)
-    assert parent.returncode == 130
-    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    status, last = sigint_alone(parent, workers)
+    assert status == 130
+    assert last == "interrupted; rerun the same command to resume"
     assert len(list(out.glob("trials/*/*/checkpoint.safetensors"))) == 2
 
 
@@ -472,5 +455,5 @@ def test_killing_tune_stops_its_workers_with_a_checkpoint(tmp_path):
     parent, out, workers = _tune_training(tmp_path)
     parent.kill()  # SIGKILL: nothing of it runs again
     parent.wait(timeout=30)
-    _wait_gone(workers, 60)
+    wait_gone(workers, 60)
     assert len(list(out.glob("trials/*/*/checkpoint.safetensors"))) == 2
