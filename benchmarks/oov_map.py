@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 import numpy as np
 import torch
 
 from rnner import embeddings
 from rnner.predict import load_run
-from rnner.train import encode_split, evaluate_split, load_corpus
+from rnner.train import encode_split, evaluate_split, load_corpus, pretrained_matrix
 from rnner.vocab import word_key
 
 
@@ -57,19 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         model, vocabs, cfg, meta = load_run(run)
         corpus = load_corpus(cfg)
         pretrained = pretrained or embeddings.load(cfg.model.embeddings)
-        counts: dict[str, int] = {}
-        surfaces: dict[str, str] = {}
-        for s in corpus.train:
-            for t in s.tokens:
-                k = word_key(t, vocabs.lowercase)
-                counts[k] = counts.get(k, 0) + 1
-        for s in corpus.train + corpus.dev + corpus.test:
-            for t in s.tokens:
-                surfaces.setdefault(word_key(t, vocabs.lowercase), t)
-        original, hit = embeddings.build_matrix(vocabs.words, surfaces, pretrained,
-                                                np.random.default_rng(0))
+        counts = Counter(word_key(t, vocabs.lowercase) for s in corpus.train for t in s.tokens)
+        original, hit = pretrained_matrix(vocabs, corpus, pretrained, np.random.default_rng(0))
         tuned = model.words.weight.detach().float().numpy().copy()
-        seen = np.array([counts.get(w, 0) >= args.min_count for w in vocabs.words.itos])
+        seen = np.array([counts[w] >= args.min_count for w in vocabs.words.itos])
         unseen = np.array([w not in counts for w in vocabs.words.itos])
         fit, move = seen & hit, unseen & hit
         source = meta.get("source_scheme", "IOB2")
@@ -89,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                     source, torch.device("cpu"))["entity"]["f1"]
                 cells.append(f"{100 * f1:.2f}")
         print(f"| {run} | {int(fit.sum())} | {int(move.sum())} | {' | '.join(cells)} |")
-        freq = np.array([counts.get(w, 0) for w in vocabs.words.itos])
+        freq = np.array([counts[w] for w in vocabs.words.itos])
         moved = np.linalg.norm(tuned - original, axis=1)
         moved /= np.maximum(np.linalg.norm(original, axis=1), 1e-9)
         bands = [(1, 1), (2, 4), (5, 19), (20, 99), (100, None)]

@@ -192,15 +192,15 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
     stopped: list[str] = []
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                 initargs=(stop,)) as pool:
-        futures = [pool.submit(_run_one, config_path, overrides, seed, str(run_dir), threads,
-                               resume) for overrides, seed, run_dir, resume in todo]
+        futures = {pool.submit(_run_one, config_path, overrides, seed, str(run_dir), threads,
+                               resume): seed for overrides, seed, run_dir, resume in todo}
         pending = set(futures)
         while pending:
             try:
                 for fut in cf.as_completed(pending):
                     pending.discard(fut)
                     if fut.cancelled() or (stop.is_set() and fut.exception() is not None):
-                        stopped.append(f"seed {todo[futures.index(fut)][1]}")  # or broken pool
+                        stopped.append(f"seed {futures[fut]}")  # or a broken pool
                         continue
                     try:
                         r = fut.result()

@@ -152,11 +152,7 @@ def build_model(
     model = RNNTagger(m, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), dim,
                       tags.constraints(vocabs.tags.itos, cfg.data.scheme))
     if pretrained is not None:
-        surfaces: dict[str, str] = {}
-        for s in corpus.train + corpus.dev + corpus.test:
-            for t in s.tokens:
-                surfaces.setdefault(word_key(t, vocabs.lowercase), t)
-        matrix, hit = embeddings.build_matrix(vocabs.words, surfaces, pretrained, rng)
+        matrix, hit = pretrained_matrix(vocabs, corpus, pretrained, rng)
         with torch.no_grad():
             model.words.weight.copy_(torch.from_numpy(matrix))
         if m.pretrained_dropout:
@@ -168,6 +164,17 @@ def build_model(
         model.keep_singletons(once)
         info["singletons"] = int(once.sum())
     return model, vocabs, info
+
+
+def pretrained_matrix(vocabs: Vocabs, corpus: Corpus, pretrained: embeddings.Pretrained,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The word embedding matrix before training, and which rows have a pretrained vector;
+    each word is looked up by a surface form the corpus spells it with."""
+    surfaces: dict[str, str] = {}
+    for s in corpus.train + corpus.dev + corpus.test:
+        for t in s.tokens:
+            surfaces.setdefault(word_key(t, vocabs.lowercase), t)
+    return embeddings.build_matrix(vocabs.words, surfaces, pretrained, rng)
 
 
 def param_groups(cfg: Config, model: RNNTagger) -> list[dict[str, Any]]:
