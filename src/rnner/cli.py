@@ -14,14 +14,11 @@ from pathlib import Path
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .config import ConfigError
-    from .conll import InputError
-    from .data import DataError
-    from .metrics import ScoreInputError
-    from .predict import RunDirError
+    """What `main` reports as one line and exit status 2: the project's own errors, and the
+    operating system's refusals to open a file the user named."""
+    from .errors import RnnerError
 
-    return (InputError, ConfigError, DataError, RunDirError, ScoreInputError,
-            FileNotFoundError, IsADirectoryError, PermissionError)
+    return (RnnerError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

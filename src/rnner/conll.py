@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnner.errors import InputError
 from rnner.files import atomic_open
 
 DOCSTART = "-DOCSTART-"
@@ -24,23 +25,6 @@ _SEP = re.compile(r"[ \t\f\v]+")
 _UNWRITABLE = re.compile(r"[ \t\f\v\r\n]")
 # Control bytes that never occur in text; tab, LF, VT, FF and CR are allowed.
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
-
-
-class InputError(Exception):
-    """A problem in a user's input file, reported as `path:line: message` (no traceback)."""
-
-    def __init__(self, path: str | os.PathLike[str] | None, line: int | None, message: str):
-        super().__init__(path, line, message)  # keeps the error picklable
-        self.path = None if path is None else os.fspath(path)
-        self.line = line
-        self.message = message
-
-    def __str__(self) -> str:
-        if self.path is None:
-            where = "" if self.line is None else f"line {self.line}"
-        else:
-            where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.message}" if where else self.message
 
 
 @dataclass(frozen=True, slots=True)

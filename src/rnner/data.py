@@ -14,29 +14,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rnner.conll import InputError, decode_bytes, parse_conll
+from rnner.conll import decode_bytes, parse_conll
+from rnner.errors import (  # noqa: F401 (DataError and its kinds are re-exported)
+    ChecksumError,
+    DataError,
+    DataNotFoundError,
+    DownloadError,
+    InputError,
+)
 from rnner.files import atomic_open
 
 ENV_DATA = "RNNER_DATA"
 _CHUNK = 1 << 16
 _MAX_BYTES = 256 << 20  # a server sending more than this is not serving a CoNLL split
 _TIMEOUT_S = 60.0
-
-
-class DataError(Exception):
-    """A dataset is unknown, missing, or not the expected file; the message says what to do."""
-
-
-class DataNotFoundError(DataError):
-    pass
-
-
-class ChecksumError(DataError):
-    pass
-
-
-class DownloadError(DataError):
-    pass
 
 
 @dataclass(frozen=True)

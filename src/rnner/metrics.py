@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rnner.errors import ScoreInputError
 from rnner.tags import conlleval_chunks, split_tag
 
 BOUNDARY = "-X-"  # conlleval's sentence-boundary marker in the first column
@@ -70,16 +71,6 @@ class EntityScores:
                 for name, ts in sorted(self.per_type.items())
             },
         }
-
-
-class ScoreInputError(ValueError):
-    """Bad scorer input, located by path and 1-based line so the user can fix the file."""
-
-    def __init__(self, path: str, line: int | None, message: str):
-        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
-        self.path = path
-        self.line = line
-        self.message = message
 
 
 def _check_lengths(gold: Tags, pred: Tags) -> None:

@@ -16,16 +16,13 @@ from safetensors.torch import save as save_safetensors
 
 from . import batching, files, tags
 from .config import Config
+from .errors import RunDirError
 from .model import RNNTagger
 from .train import Split, predict_ids
 from .vocab import Vocabs
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 DEFAULT_MODEL = "models/conll03-en"
-
-
-class RunDirError(ValueError):
-    """A run directory that cannot be loaded safely."""
 
 
 # --- run directory ---------------------------------------------------------------------------
