@@ -19,8 +19,8 @@ import sys
 import torch
 
 from rnner.crf import CRF
-from rnner.predict import load_run
-from rnner.train import encode_split, load_corpus
+from rnner.pipeline import encode_split, load_corpus
+from rnner.runs import load_run
 
 
 def unshifted_log_partition(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

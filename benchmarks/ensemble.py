@@ -25,8 +25,8 @@ from rnner import batching, tags
 from rnner.crf import CRF
 from rnner.metrics import entity_scores
 from rnner.model import RNNTagger
-from rnner.predict import load_run
-from rnner.train import Split, encode_split, evaluate_split, load_corpus
+from rnner.pipeline import Split, encode_split, evaluate_split, load_corpus
+from rnner.runs import load_run
 
 
 @torch.inference_mode()

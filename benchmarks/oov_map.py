@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from rnner import embeddings
-from rnner.predict import load_run
-from rnner.train import encode_split, evaluate_split, load_corpus, pretrained_matrix
+from rnner.pipeline import encode_split, evaluate_split, load_corpus
+from rnner.runs import load_run
+from rnner.training import pretrained_matrix
 from rnner.vocab import word_key
 
 

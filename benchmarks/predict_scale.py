@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path("/proc/self/status").is_file():
         p.error("needs Linux /proc to watch the child's memory")
 
-    from rnner.predict import default_model_path
+    from rnner.runs import default_model_path
 
     run_dir = str(args.run_dir or default_model_path())
     with tempfile.TemporaryDirectory(prefix="predict_scale.") as tmp:

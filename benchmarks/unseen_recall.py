@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 from rnner import tags
+from rnner.pipeline import Corpus, load_corpus
 from rnner.predict import Tagger
 from rnner.tags import Span
-from rnner.train import Corpus, load_corpus
 from rnner.vocab import word_key
 
 GROUPS = ("seen", "pretrained", "unknown")

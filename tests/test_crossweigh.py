@@ -7,7 +7,7 @@ from rnner.cli import main
 from rnner.config import Config
 from rnner.conll import Sentence
 from rnner.crossweigh import assign_folds, disagrees, entity_words, fold_split, trust_text
-from rnner.train import load_corpus
+from rnner.pipeline import load_corpus
 
 
 def sent(text: str, tags: str, doc: int, line: int) -> Sentence:

@@ -14,7 +14,7 @@ from conftest import children, sigint_alone, wait_gone
 from rnner.cli import main
 from rnner.config import Config
 from rnner.experiment import markdown, summarise
-from rnner.train import Interrupted, fit
+from rnner.training import Interrupted, fit
 
 
 def _fake(seed: int, dev: float, test: float) -> dict:

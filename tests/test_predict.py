@@ -1,7 +1,9 @@
 import pytest
 
 from rnner import Span, Tagger
-from rnner.predict import RunDirError, load_run, split_sentences, tokenize
+from rnner.errors import RunDirError
+from rnner.predict import split_sentences, tokenize
+from rnner.runs import load_run
 
 LABELS = {"PER", "ORG", "LOC", "MISC"}
 # The first sentences of CoNLL-2003 train: the session run has seen them.
@@ -166,7 +168,7 @@ def test_load_run_reports_damaged_files(run_copy, name, damage):
 
 
 def test_export_half_precision_predicts_the_same(tiny_run, tmp_path):
-    from rnner.predict import export_run
+    from rnner.runs import export_run
 
     out = export_run(tiny_run, tmp_path / "half")
     assert sorted(p.name for p in out.iterdir()) == [
@@ -178,7 +180,7 @@ def test_export_half_precision_predicts_the_same(tiny_run, tmp_path):
 
 
 def test_the_shipped_model_loads_by_default_and_finds_entities():
-    from rnner.predict import default_model_path
+    from rnner.runs import default_model_path
 
     path = default_model_path()
     assert path.name == "conll03-en"

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from rnner.config import Config
-from rnner.train import Interrupted, fit
+from rnner.training import Interrupted, fit
 
 TINY = {
     "data": {"max_sentences": 120},

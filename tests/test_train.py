@@ -9,8 +9,9 @@ from conftest import GOOD, SESSION_EPOCHS, SESSION_SENTENCES, tiny_sections
 from rnner import batching, checkpoint
 from rnner.config import Config
 from rnner.model import RNNTagger
-from rnner.predict import load_run, load_weights
-from rnner.train import WeightAverage, fit, load_corpus, make_optimizer
+from rnner.pipeline import load_corpus
+from rnner.runs import load_run, load_weights
+from rnner.training import WeightAverage, fit, make_optimizer
 from rnner.vocab import build_vocabs
 
 RUN_FILES = {"model.safetensors", "config.json", "vocab.json", "run.json", "metrics.json",
@@ -281,7 +282,7 @@ def test_train_trust_file_is_read_by_line_and_checked(conll_dir, tmp_path):
     cfg = Config.from_dict(base)
     vocabs = build_vocabs([s.tokens for s in corpus.train],
                           [list(s.tags) for s in corpus.train])
-    from rnner.train import encode_split
+    from rnner.pipeline import encode_split
 
     split = encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
     batch = batching.make_batch(split.data, np.arange(len(split.groups)))
@@ -338,7 +339,8 @@ def test_loss_with_full_trust_is_the_plain_loss_and_doubt_lowers_it(output):
 
 
 def test_singleton_unk_marks_the_words_seen_once_in_train(tmp_path):
-    from rnner.train import build_model, load_corpus
+    from rnner.pipeline import load_corpus
+    from rnner.training import build_model
 
     train = tmp_path / "train.txt"
     train.write_text("EU B-ORG\nsaid O\n.\tO\n\nPeter B-PER\nsaid O\nEU B-ORG\n\n",

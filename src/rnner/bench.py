@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # torch is imported where used, so that `rnner --help` stays 
 
     from .batching import Batch, Encoded
     from .model import RNNTagger
-    from .train import WeightAverage
+    from .training import WeightAverage
 
 DEFAULT_CONFIG = "configs/conll03.toml"
 DESCRIPTION = ("Measure training and inference speed of a config's model on CoNLL batches, "
@@ -150,18 +150,18 @@ class Setup:
 
 
 def prepare(cfg: Config, device: torch.device) -> Setup:
-    """Corpus, vocabularies, embeddings and model exactly as `train.fit` makes them."""
+    """Corpus, vocabularies, embeddings and model exactly as `training.fit` makes them."""
     import numpy as np
 
-    from . import train
+    from . import pipeline, training
 
-    train.set_seed(cfg.train.seed)
+    training.set_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
-    corpus = train.load_corpus(cfg)
-    model, vocabs, _ = train.build_model(cfg, corpus, rng)
+    corpus = pipeline.load_corpus(cfg)
+    model, vocabs, _ = training.build_model(cfg, corpus, rng)
     model.to(device)
-    tr = train.encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
-    dev = train.encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
+    tr = pipeline.encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
+    dev = pipeline.encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
     return Setup(cfg, model, tr.data, np.array([len(g) for g in tr.groups]), dev.data,
                  np.array([len(g) for g in dev.groups]), device, rng, len(vocabs.tags),
                  model.words.embedding_dim)
@@ -194,7 +194,7 @@ def training_picks(s: Setup, count: int) -> list[np.ndarray]:
 
 def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray,
                 average: WeightAverage | None) -> None:
-    """One step as `train.fit` takes it."""
+    """One step as `training.fit` takes it."""
     import torch
 
     from . import batching
@@ -213,11 +213,11 @@ def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray,
 
 def _optimizer(s: Setup) -> tuple[torch.optim.Optimizer, WeightAverage | None]:
     """The optimizer, and the weight average when the config keeps one."""
-    from . import train
+    from . import training
 
-    opt = train.make_optimizer(s.cfg, train.param_groups(s.cfg, s.model))
+    opt = training.make_optimizer(s.cfg, training.param_groups(s.cfg, s.model))
     ema = s.cfg.train.ema
-    return opt, train.WeightAverage(s.model, ema) if ema else None
+    return opt, training.WeightAverage(s.model, ema) if ema else None
 
 
 def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
@@ -556,7 +556,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     import torch
 
-    from . import train
+    from . import training
 
     overrides = list(args.set or [])
     if args.batch_size is not None:
@@ -570,7 +570,7 @@ def command(args: argparse.Namespace) -> int:
     if threads:
         torch.set_num_threads(threads)
     plan = QUICK if args.quick else Plan()
-    device = train.pick_device(cfg.train.device)
+    device = training.pick_device(cfg.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device", f"{device} asked for, but CUDA is not available")
     result = run(cfg, plan, device, profile=args.profile)

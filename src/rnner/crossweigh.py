@@ -73,8 +73,8 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
         iterations: int = 1, eps: float = 0.7, workers: int = 0) -> dict[str, Any]:
     """Train the fold models, tag their held-out folds, and write OUTPUT/trust.tsv and
     OUTPUT/summary.json. Rerunning the same command skips finished fold models."""
+    from .pipeline import load_corpus
     from .predict import Tagger
-    from .train import load_corpus
 
     if folds < 2:
         raise ValueError(f"--folds must be at least 2, not {folds}")

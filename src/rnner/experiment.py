@@ -66,7 +66,7 @@ def _worker_init(stop: Any) -> None:
 
 def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
              threads: int, resume: bool) -> dict[str, Any]:
-    from .train import Interrupted, fit
+    from .training import Interrupted, fit
 
     _idle.clear()
     try:

@@ -1,9 +1,12 @@
-"""Applying a trained model: the run-directory format, a CoNLL-like tokenizer, and the
-user-facing `Tagger` (`Tagger.load(run_dir).predict("Peter Blackburn visited Brussels.")`)."""
+"""Applying a trained model: a CoNLL-like tokenizer and the user-facing `Tagger`
+(`Tagger.load(run_dir).predict("Peter Blackburn visited Brussels.")`).
+
+The run-directory format lives in `rnner.runs`, the encoding of sentences in
+`rnner.pipeline`; their names are re-exported here for callers of the older layout.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -11,89 +14,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
-from . import batching, files, tags
+from . import tags
 from .config import Config
+from .conll import Sentence
 from .errors import RunDirError
 from .model import RNNTagger
-from .train import Split, predict_ids
+from .pipeline import decode_tags, encode_split, predict_ids
+from .runs import (
+    DEFAULT_MODEL,
+    PICKLE_SUFFIXES,
+    default_model_path,
+    export_run,
+    load_run,
+    load_weights,
+    save_run,
+)
 from .vocab import Vocabs
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
-DEFAULT_MODEL = "models/conll03-en"
-
-
-# --- run directory ---------------------------------------------------------------------------
-
-
-def save_run(
-    out: Path,
-    model: RNNTagger,
-    vocabs: Vocabs,
-    cfg: Config,
-    meta: dict[str, Any] | None,
-    half: bool = False,
-) -> None:
-    """Weights to safetensors; with `meta`, also config, vocabularies and provenance (JSON)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    files.write_bytes(out / "model.safetensors", save_safetensors(state))
-    if meta is not None:
-        files.write_json(out / "config.json", cfg.to_dict())
-        files.write_json(out / "vocab.json", vocabs.to_dict())
-        files.write_json(out / "run.json", {"word_dim": model.words.embedding_dim, **meta})
-
-
-def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    state = load_safetensors((Path(path) / "model.safetensors").read_bytes())
-    return {k: v.float().to(device) if v.is_floating_point() else v.to(device)
-            for k, v in state.items()}
-
-
-def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, Config, dict]:
-    """Load a run directory without unpickling anything."""
-    d = Path(path)
-    if not d.is_dir():
-        raise RunDirError(f"{d}: not a run directory (no such directory)")
-    pickles = sorted(p.name for p in d.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise RunDirError(
-            f"{d}: refusing to load a run directory holding pickle files ({', '.join(pickles)}):"
-            " unpickling can run arbitrary code; rnner models are model.safetensors plus JSON"
-        )
-    for name in ("model.safetensors", "config.json", "vocab.json", "run.json"):
-        if not (d / name).is_file():
-            raise RunDirError(f"{d}: not a run directory (missing {name})")
-    try:
-        cfg = Config.from_dict(_read_json(d / "config.json"))
-        vocabs = Vocabs.from_dict(_read_json(d / "vocab.json"))
-        meta = _read_json(d / "run.json")
-        names = vocabs.tags.itos
-        model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
-                          meta["word_dim"], tags.constraints(names, cfg.data.scheme))
-        model.load_state_dict(load_weights(d))
-    except Exception as e:  # bad JSON, config, truncated weights, shape mismatch: all one story
-        raise RunDirError(f"{d}: damaged run directory ({type(e).__name__}: {e})") from None
-    return model.to(device).eval(), vocabs, cfg, meta
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
-    """A run directory reduced to what prediction needs (no checkpoint, no logs), with
-    float16 weights by default: half the size, and the same predictions to within rounding."""
-    model, vocabs, cfg, meta = load_run(src)
-    out = Path(dst)
-    save_run(out, model, vocabs, cfg, meta, half=half)
-    metrics = Path(src) / "metrics.json"
-    if metrics.is_file():
-        files.write_text(out / "metrics.json", metrics.read_text(encoding="utf-8"))
-    return out
+__all__ = [
+    "DEFAULT_MODEL", "PICKLE_SUFFIXES", "RunDirError", "Span", "Tagger", "default_model_path",
+    "export_run", "load_run", "load_weights", "save_run", "split_sentences", "tokenize",
+]
 
 
 # --- tokenizer -------------------------------------------------------------------------------
@@ -194,18 +136,14 @@ class Tagger:
         result: list[list[str]] = [[] for _ in sentences]
         if not keep:
             return result
-        docs = [doc_ids[i] for i in keep] if doc_ids is not None else [0] * len(keep)
-        lengths = [len(sentences[i]) for i in keep]
-        groups = batching.units(docs, lengths, self.cfg.data.context,
-                                self.cfg.data.max_context_tokens)
-        data = batching.encode(batching.join_units([sentences[i] for i in keep], groups),
-                               self.vocabs)
-        split = Split(data, groups, lengths)
-        names = self.vocabs.tags.itos
+        sents = [Sentence(tuple(sentences[i]), None, doc_ids[i] if doc_ids is not None else 0)
+                 for i in keep]
+        split = encode_split(sents, self.vocabs, self.cfg)
         with torch.inference_mode():
             ids = predict_ids(self.model, split, split.batches(batch_size), self.device)
-        for i, row in zip(keep, ids, strict=True):
-            result[i] = tags.convert([names[k] for k in row], self.output_scheme, self.scheme)
+        for i, row in zip(keep, decode_tags(ids, self.vocabs, self.scheme, self.output_scheme),
+                          strict=True):
+            result[i] = row
         return result
 
     def predict(self, text: str | Sequence[str]) -> list[Span]:
@@ -246,22 +184,3 @@ def _spans(text: str, sents: list[list[str]], offsets: list[list[tuple[int, int]
             out.append(Span(text[a:b], label, a, b, base + i, base + j))
         base += len(toks)
     return out
-
-
-def default_model_path() -> Path:
-    """The shipped model: beside the package source in a checkout, or RNNER_MODEL."""
-    import os
-
-    env = os.environ.get("RNNER_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for root in (Path.cwd(), *here.parents):
-        candidate = root / DEFAULT_MODEL
-        if (candidate / "model.safetensors").is_file():
-            return candidate
-    raise RunDirError(
-        f"no model given and the default model ({DEFAULT_MODEL}) was not found; "
-        "pass a run directory or set RNNER_MODEL"
-    )
-

@@ -1,0 +1,115 @@
+"""The run directory: the one format a trained model is saved in and loaded from.
+
+A run directory holds everything needed to reload, evaluate and reproduce a model:
+`model.safetensors` (weights), `config.json` (the resolved config), `vocab.json`, `run.json`
+(provenance: versions, data hashes, schemes), `metrics.json` (best epoch, dev/test scores),
+`log.jsonl` (one line per epoch) and, while training can resume, `checkpoint.safetensors`.
+Every file is written atomically, and loading never unpickles anything.
+
+The shipped model's location is decided in one place, `default_model_path`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from . import files, tags
+from .config import Config
+from .errors import RunDirError
+from .model import RNNTagger
+from .vocab import Vocabs
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+DEFAULT_MODEL = "models/conll03-en"  # the shipped model, relative to a checkout's root
+ENV_MODEL = "RNNER_MODEL"  # overrides it
+
+
+def save_run(
+    out: Path,
+    model: RNNTagger,
+    vocabs: Vocabs,
+    cfg: Config,
+    meta: dict[str, Any] | None,
+    half: bool = False,
+) -> None:
+    """Weights to safetensors; with `meta`, also config, vocabularies and provenance (JSON)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    files.write_bytes(out / "model.safetensors", save_safetensors(state))
+    if meta is not None:
+        files.write_json(out / "config.json", cfg.to_dict())
+        files.write_json(out / "vocab.json", vocabs.to_dict())
+        files.write_json(out / "run.json", {"word_dim": model.words.embedding_dim, **meta})
+
+
+def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    state = load_safetensors((Path(path) / "model.safetensors").read_bytes())
+    return {k: v.float().to(device) if v.is_floating_point() else v.to(device)
+            for k, v in state.items()}
+
+
+def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, Config, dict]:
+    """Load a run directory without unpickling anything."""
+    d = Path(path)
+    if not d.is_dir():
+        raise RunDirError(f"{d}: not a run directory (no such directory)")
+    pickles = sorted(p.name for p in d.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise RunDirError(
+            f"{d}: refusing to load a run directory holding pickle files ({', '.join(pickles)}):"
+            " unpickling can run arbitrary code; rnner models are model.safetensors plus JSON"
+        )
+    for name in ("model.safetensors", "config.json", "vocab.json", "run.json"):
+        if not (d / name).is_file():
+            raise RunDirError(f"{d}: not a run directory (missing {name})")
+    try:
+        cfg = Config.from_dict(_read_json(d / "config.json"))
+        vocabs = Vocabs.from_dict(_read_json(d / "vocab.json"))
+        meta = _read_json(d / "run.json")
+        names = vocabs.tags.itos
+        model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
+                          meta["word_dim"], tags.constraints(names, cfg.data.scheme))
+        model.load_state_dict(load_weights(d))
+    except Exception as e:  # bad JSON, config, truncated weights, shape mismatch: all one story
+        raise RunDirError(f"{d}: damaged run directory ({type(e).__name__}: {e})") from None
+    return model.to(device).eval(), vocabs, cfg, meta
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """A run directory reduced to what prediction needs (no checkpoint, no logs), with
+    float16 weights by default: half the size, and the same predictions to within rounding."""
+    model, vocabs, cfg, meta = load_run(src)
+    out = Path(dst)
+    save_run(out, model, vocabs, cfg, meta, half=half)
+    metrics = Path(src) / "metrics.json"
+    if metrics.is_file():
+        files.write_text(out / "metrics.json", metrics.read_text(encoding="utf-8"))
+    return out
+
+
+def default_model_path() -> Path:
+    """The shipped model: beside the package source in a checkout, or RNNER_MODEL."""
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for root in (Path.cwd(), *here.parents):
+        candidate = root / DEFAULT_MODEL
+        if (candidate / "model.safetensors").is_file():
+            return candidate
+    raise RunDirError(
+        f"no model given and the default model ({DEFAULT_MODEL}) was not found; "
+        "pass a run directory or set RNNER_MODEL"
+    )
