@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -21,9 +22,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (RnnerError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
+# What `rnner train --resume RUN_DIR` may change: how long the run goes on, nothing that
+# would make the checkpoint's model, data or optimizer state mean something else.
+RESUME_KEYS = ("train.epochs", "train.patience")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import Config, ConfigError
-    from .train import Interrupted, fit
+    from .training import Interrupted, fit
 
     overrides = list(args.set or [])
     for split in ("train", "dev", "test"):
@@ -35,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.seed={args.seed}")
     if args.resume:
         output = args.resume
-        cfg = Config.load(Path(args.resume) / "config.json")
+        cfg = _resume_config(args, overrides)
     else:
         if not args.config:
             raise ConfigError("file", "give a CONFIG.toml, or --resume RUN_DIR")
@@ -48,6 +54,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     _print_final(metrics, output)
     return 0
+
+
+def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
+    """The run's saved config with the overrides a resumed run can take (RESUME_KEYS), saved
+    back to the run directory; any other override is refused rather than ignored."""
+    from . import checkpoint, files
+    from .config import Config, ConfigError
+
+    if args.config or args.output:
+        flag = "CONFIG.toml" if args.config else "--output"
+        raise ConfigError("--resume", f"{flag} cannot be given with --resume RUN_DIR (the run "
+                          "directory holds its config and is the output)")
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in RESUME_KEYS:
+            raise ConfigError(key, f"cannot change when resuming a run (--resume takes only "
+                              f"{' and '.join(RESUME_KEYS)})")
+    saved = Path(args.resume) / "config.json"
+    cfg = Config.load(saved, overrides)
+    if overrides and (Path(args.resume) / checkpoint.NAME).is_file():
+        files.write_json(saved, cfg.to_dict())  # the run's record: what it trained with
+    return cfg
 
 
 def _print_final(metrics: dict, output: str) -> None:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import files
-from ..config import Config
+from ..config import Config, TrainConfig
 from ..pipeline import Corpus, encode_split, evaluate_split
 from ..provenance import describe
 from ..runs import load_weights, save_run
@@ -48,6 +48,7 @@ def fit(
     state, epoch_rng, best = Progress(), None, {}
     if resume:
         state, epoch_rng = restore(out, s.model, s.opt, s.sched, s.average)
+        _reopen(state, t)
         if state.best_epoch:
             best = load_weights(out, s.device)
     else:
@@ -79,6 +80,15 @@ def fit(
     metrics = final_scores(s, state)
     files.write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _reopen(state: Progress, t: TrainConfig) -> None:
+    """Between two epochs, the next epoch is the one after the last logged: a finished run
+    resumed with more epochs (or more patience than it stopped on) goes on from there."""
+    if state.position == 0:
+        state.epoch = len(state.log) + 1
+        if t.patience and state.stale >= t.patience:
+            state.epoch = t.epochs + 1
 
 
 def _keep(out: Path, s: Setup) -> dict[str, torch.Tensor]:
