@@ -84,4 +84,5 @@ def test_inference_and_data_layers_do_not_import_training():
         return seen
 
     for low in ("rnner.pipeline", "rnner.runs", "rnner.predict", "rnner.stream"):
-        assert not {m for m in reach(low, set()) if m.startswith(("rnner.train", "rnner.tune"))}, low
+        above = {m for m in reach(low, set()) if m.startswith(("rnner.train", "rnner.tune"))}
+        assert not above, low

@@ -18,6 +18,10 @@ from rnner.files import atomic_open
 
 DOCSTART = "-DOCSTART-"
 TAG_PREFIXES = frozenset("BIES")
+# Limits that guard memory and training time against a file that lacks blank lines or is not
+# text; the reader of files and the streaming reader (rnner.stream) both apply them.
+MAX_TOKENS = 10_000  # tokens in one sentence
+MAX_TOKEN_CHARS = 1_000
 
 # Columns are split on ASCII blanks only: a token may legitimately hold a no-break space.
 _BLANKS = " \t\f\v\r\n"
@@ -61,6 +65,28 @@ def _column(index: int, ncols: int, what: str, path: str, line: int) -> int:
     return index % ncols
 
 
+def split_fields(line: str) -> list[str]:
+    """The columns of one line, split on ASCII blanks only (a token may hold a no-break
+    space); a blank line, line end or not, gives []."""
+    text = line.strip(_BLANKS)
+    if not text:
+        return []
+    # str.split is several times faster than the regex; on ASCII text it splits on the
+    # same blanks (plus control characters that read_text rejects anyway).
+    return text.split() if text.isascii() else _SEP.split(text)
+
+
+def token_problem(word: str, tokens: int, start: int, max_tokens: int | None = MAX_TOKENS,
+                  max_token_chars: int | None = MAX_TOKEN_CHARS) -> str | None:
+    """Why `word` cannot join a sentence that holds `tokens` tokens from line `start`, or
+    None; a limit of None is lifted."""
+    if max_token_chars is not None and len(word) > max_token_chars:
+        return f"token of {len(word)} characters exceeds the limit of {max_token_chars}"
+    if tokens and tokens == max_tokens:
+        return f"sentence starting at line {start} exceeds {max_tokens} tokens"
+    return None
+
+
 def parse_conll(
     lines: Iterable[str],
     path: str = "<input>",
@@ -68,8 +94,8 @@ def parse_conll(
     word_column: int = 0,
     tag_column: int = -1,
     labelled: bool = True,
-    max_tokens: int | None = 10_000,
-    max_token_chars: int | None = 1_000,
+    max_tokens: int | None = MAX_TOKENS,
+    max_token_chars: int | None = MAX_TOKEN_CHARS,
 ) -> Iterator[Sentence]:
     """Yield the sentences of column-format `lines`, raising InputError at the first problem.
 
@@ -84,25 +110,20 @@ def parse_conll(
     tokens: list[str] = []
     tags: list[str] = []
     known_tags = {"O"}
-    token_limit = max_tokens if max_tokens is not None else -1
-    char_limit = max_token_chars if max_token_chars is not None else -1
 
     def sentence() -> Sentence:
         return Sentence(tuple(tokens), tuple(tags) if labelled else None, doc_id, start)
 
     for lineno, raw in enumerate(lines, 1):
-        text = raw.strip(_BLANKS)
-        if not text:
+        fields = split_fields(raw)
+        if not fields:
             if tokens:
                 yield sentence()
                 found = True
                 tokens, tags = [], []
             continue
-        if "\x00" in text:
+        if "\x00" in raw:
             raise InputError(path, lineno, "binary data (NUL byte)")
-        # str.split is several times faster than the regex; on ASCII text it splits on the
-        # same blanks (plus control characters that read_text rejects anyway).
-        fields = text.split() if text.isascii() else _SEP.split(text)
         if fields[0] == DOCSTART:
             if tokens:
                 yield sentence()
@@ -124,17 +145,12 @@ def parse_conll(
                 if tcol == wcol:
                     raise InputError(path, lineno, f"word and tag are both column {wcol}")
         word = fields[wcol]
-        if len(word) > char_limit >= 0:
-            raise InputError(
-                path, lineno, f"token of {len(word)} characters exceeds the limit of {char_limit}"
-            )
+        problem = token_problem(word, len(tokens), start, max_tokens, max_token_chars)
+        if problem:
+            raise InputError(path, lineno, problem)
         if not tokens:
             start = lineno
             doc_id = max(doc_id, 0)
-        elif len(tokens) == token_limit:
-            raise InputError(
-                path, lineno, f"sentence starting at line {start} exceeds {token_limit} tokens"
-            )
         tokens.append(word)
         if labelled:
             tag = fields[tcol]
@@ -188,8 +204,8 @@ def read_conll(
     word_column: int = 0,
     tag_column: int = -1,
     labelled: bool = True,
-    max_tokens: int | None = 10_000,
-    max_token_chars: int | None = 1_000,
+    max_tokens: int | None = MAX_TOKENS,
+    max_token_chars: int | None = MAX_TOKEN_CHARS,
 ) -> list[Sentence]:
     """Read a whole column file; see parse_conll for the format and the errors."""
     # Splitting on "\n" only keeps line numbers equal to those an editor shows.

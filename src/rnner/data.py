@@ -22,7 +22,7 @@ from rnner.errors import (  # noqa: F401 (DataError and its kinds are re-exporte
     DownloadError,
     InputError,
 )
-from rnner.files import atomic_open
+from rnner.files import atomic_open, sha256
 
 ENV_DATA = "RNNER_DATA"
 _CHUNK = 1 << 16
@@ -144,14 +144,6 @@ def resolve_split(dataset: str, split: str, data_dir: str | os.PathLike[str] | N
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _describe(data: bytes, info: DatasetInfo, split: str) -> str:
     """Explain a hash mismatch by counts, which tell a truncated or re-tagged file apart."""
     try:
@@ -170,7 +162,7 @@ def verify(path: str | os.PathLike[str], dataset: str, split: str) -> None:
     info = dataset_info(dataset)
     _split_file(info, dataset, split)
     path = Path(path)
-    got = _sha256(path)
+    got = sha256(path)
     expected = info.sha256[split]
     if got != expected:
         raise ChecksumError(
@@ -258,7 +250,7 @@ def download(
     folder = Path(dest_dir).expanduser() / dataset
     for split, name in info.files.items():
         dest = folder / name
-        if dest.is_file() and _sha256(dest) == info.sha256[split]:
+        if dest.is_file() and sha256(dest) == info.sha256[split]:
             continue
         errors = []
         for base in bases:

@@ -4,23 +4,21 @@ GloVe / word2vec text file (optionally gzipped)."""
 from __future__ import annotations
 
 import gzip
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .vocab import Vocab
+from .vocab import Vocab, zero_digits
 
 PACKAGED = "glove-6b-50d"
-_DIGITS = re.compile(r"\d")
 
 
 def fallbacks(token: str) -> tuple[str, str, str]:
     """The strings a token is looked up by, in order: exact, lower, lower with digits as 0."""
     lower = token.lower()
-    return token, lower, _DIGITS.sub("0", lower)
+    return token, lower, zero_digits(lower)
 
 
 @dataclass

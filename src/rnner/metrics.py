@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from rnner.conll import DOCSTART
 from rnner.errors import ScoreInputError
 from rnner.tags import conlleval_chunks, split_tag
 
 BOUNDARY = "-X-"  # conlleval's sentence-boundary marker in the first column
-DOCSTART = "-DOCSTART-"
 
 Tags = Sequence[Sequence[str]]
 

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from .files import sha256
 
 
 def git_commit() -> str | None:
@@ -56,3 +50,11 @@ def describe(paths: dict[str, str], seed: int) -> dict[str, Any]:
         "git_commit": git_commit(),
         "data": {split: {"path": p, "sha256": sha256(p)} for split, p in paths.items()},
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    import resource  # Unix only; imported here so that importing provenance works anywhere
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KiB here

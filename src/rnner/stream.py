@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import select
 import stat
 import sys
@@ -27,19 +26,14 @@ from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
-from .conll import DOCSTART, InputError, Sentence
+from .conll import DOCSTART, InputError, Sentence, split_fields, token_problem
 from .predict import Span, Tagger
 
 CHUNK_LINES = 2000  # lines (or sentences, for CoNLL input) tagged together
 CHUNK_CHARS = 1_000_000  # a chunk also ends once it holds this many characters
 MAX_LINE_CHARS = 100_000
-MAX_TOKEN_CHARS = 1_000  # CoNLL input: the limits of rnner.conll.parse_conll
-MAX_SENTENCE_TOKENS = 10_000
 READ_SIZE = 1 << 16
 BOM = b"\xef\xbb\xbf"
-
-_BLANKS = " \t\f\v\r\n"  # columns split on ASCII blanks only, as in rnner.conll
-_SEP = re.compile(r"[ \t\f\v]+")
 
 T = TypeVar("T")
 
@@ -141,8 +135,9 @@ def _sentences(lines: Iterable[tuple[int, str] | None],
                counts: _Counts) -> Iterator[Sentence | DocStart | None]:
     """Unlabelled CoNLL input, one line at a time: the word is the first column.
 
-    The rules are those of rnner.conll.parse_conll, but each problem belongs to one line, so a
-    bad line can be skipped without losing the rest of its sentence.
+    The rules (and limits) are those of rnner.conll.parse_conll, whose line splitting and
+    token checks it shares, but each problem belongs to one line, so a bad line can be
+    skipped without losing the rest of its sentence.
     """
     tokens: list[str] = []
     ncols = start = 0
@@ -154,8 +149,7 @@ def _sentences(lines: Iterable[tuple[int, str] | None],
                 yield None
             continue
         lineno, line = item
-        text = line.strip(_BLANKS)
-        fields = (text.split() if text.isascii() else _SEP.split(text)) if text else []
+        fields = split_fields(line)
         if not fields or fields[0] == DOCSTART:
             if tokens:
                 yield Sentence(tuple(tokens), None, doc, start)
@@ -167,12 +161,8 @@ def _sentences(lines: Iterable[tuple[int, str] | None],
         word = fields[0]
         if ncols and len(fields) != ncols:
             counts.bad(lineno, f"expected {ncols} columns, found {len(fields)}")
-        elif len(word) > MAX_TOKEN_CHARS:
-            counts.bad(lineno, f"token of {len(word)} characters exceeds the limit of "
-                               f"{MAX_TOKEN_CHARS}")
-        elif len(tokens) == MAX_SENTENCE_TOKENS:
-            counts.bad(lineno, f"sentence starting at line {start} exceeds "
-                               f"{MAX_SENTENCE_TOKENS} tokens")
+        elif problem := token_problem(word, len(tokens), start):
+            counts.bad(lineno, problem)
         else:
             ncols = ncols or len(fields)
             if not tokens:

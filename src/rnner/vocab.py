@@ -12,9 +12,14 @@ UNK = "<unk>"
 _DIGITS = re.compile(r"\d")
 
 
+def zero_digits(text: str) -> str:
+    """Every digit as 0, so numbers of one shape share a vocabulary entry or a vector."""
+    return _DIGITS.sub("0", text)
+
+
 def word_key(token: str, lowercase: bool) -> str:
     """The word vocabulary's key for a token: digits become 0 so numbers share entries."""
-    key = _DIGITS.sub("0", token)
+    key = zero_digits(token)
     return key.lower() if lowercase else key
 
 
