@@ -17,6 +17,7 @@ from conftest import tiny_sections, to_toml
 
 from rnner import batching, bench
 from rnner.config import Config, ModelConfig
+from rnner.model import char_positions, model_flops
 
 PLAN = bench.Plan(warmup=1, train_batches=3, train_reps=2, infer_batch_sizes=(1, 16),
                   infer_reps=1, latency_sentences=5, matmul_size=64, matmul_reps=2,
@@ -103,8 +104,8 @@ def test_profile_and_flops_follow_repeat_pooling_and_weight_average(tiny_config:
                                     'data.context="document"'])
     out = bench.run(cfg, PLAN, torch.device("cpu"), profile=True)
     assert out["train_step_ms_by_part"]["proj_bwd"] > 0
-    plain = bench.model_flops(Config.load(tiny_config).model, 50, 17, 0.0)
-    pooled = bench.model_flops(cfg.model, 50, 17, 0.0)
+    plain = model_flops(Config.load(tiny_config).model, 50, 17, 0.0)
+    pooled = model_flops(cfg.model, 50, 17, 0.0)
     assert pooled["proj"] == 2 * plain["proj"]
 
 
@@ -122,7 +123,7 @@ def test_flops_for_a_tiny_bilstm_cnn_crf() -> None:
     m = ModelConfig(embeddings="random", word_dim=16, casing_dim=4, char_encoder="cnn",
                     char_dim=8, char_hidden=8, char_kernel=3, cell="lstm", hidden_size=16,
                     bidirectional=True, layers=1, output="crf")
-    f = bench.model_flops(m, word_dim=16, num_tags=5, char_positions_per_token=2.0)
+    f = model_flops(m, word_dim=16, num_tags=5, char_positions_per_token=2.0)
     # char CNN: 2 positions * 2 * (8 dims * 8 filters * 3 wide) = 768
     assert f["char"] == 768
     # LSTM input 16 + 4 + 8 = 28; 2 directions * 4 gates * (28*16 + 16*16) * 2 = 11264
@@ -136,12 +137,12 @@ def test_flops_for_a_tiny_bilstm_cnn_crf() -> None:
 def test_flops_for_stacked_gru_and_softmax_without_chars() -> None:
     m = ModelConfig(char_encoder="none", casing_dim=0, cell="gru", hidden_size=6,
                     bidirectional=False, layers=2, output="softmax")
-    f = bench.model_flops(m, word_dim=10, num_tags=3, char_positions_per_token=7.0)
+    f = model_flops(m, word_dim=10, num_tags=3, char_positions_per_token=7.0)
     assert f["char"] == 0
     # layer 1: 3 * (10*6 + 36) * 2 = 576; layer 2: 3 * (6*6 + 36) * 2 = 432
     assert f["rnn"] == 576 + 432
     assert f["proj"] == 2 * 6 * 3 and f["output"] == 9
-    lstm = bench.model_flops(replace(m, cell="lstm"), 10, 3, 0.0)
+    lstm = model_flops(replace(m, cell="lstm"), 10, 3, 0.0)
     assert lstm["rnn"] == pytest.approx(f["rnn"] * 4 / 3)
 
 
@@ -151,11 +152,11 @@ def test_char_lstm_counts_real_characters_only(tiny_config: Path) -> None:
 
     batches = list(batching.iterate(s.train, 8))
     tokens = sum(b.num_tokens for b in batches)
-    padded = bench.char_positions(batches, "cnn")
-    real = bench.char_positions(batches, "lstm")
+    padded = char_positions(batches, "cnn")
+    real = char_positions(batches, "lstm")
     assert padded == pytest.approx(sum(b.chars.numel() for b in batches) / tokens)
     assert 0 < real < padded
-    assert bench.char_positions(batches, "none") == 0
+    assert char_positions(batches, "none") == 0
 
 
 def test_command_line_prints_exactly_one_json_object(

@@ -49,7 +49,7 @@ def test_cli_reports_any_rnner_error_as_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "cmd_score", boom)
     parser = cli.build_parser
-    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), boom))
+    monkeypatch.setattr(cli, "build_parser", lambda *a: _with_func(parser(*a), boom))
     assert cli.main(["score", "x"]) == 2
     assert capsys.readouterr().err == "somewhere: something to fix\n"
 

@@ -9,8 +9,8 @@ What is timed, and why that way:
 - inference: `model.decode` under `torch.inference_mode` over the dev set at several batch
   sizes, batched by length as evaluation does; batch 1 is timed sentence by sentence on an
   evenly spaced sample of dev, which also gives the latency median and p90.
-- FLOPs: an analytic count per token (`model_flops`), so that utilization = achieved FLOP/s /
-  matmul FLOP/s says how far the model is from what the machine could do.
+- FLOPs: an analytic count per token (`rnner.model.model_flops`), so that utilization =
+  achieved FLOP/s / matmul FLOP/s says how far the model is from what the machine could do.
 - `--profile`: where a training step's time goes, by cutting the autograd graph between parts.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -29,20 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, ConfigError, ModelConfig
+from .config import Config, ConfigError
+from .provenance import peak_rss_mb
 
 if TYPE_CHECKING:  # torch is imported where used, so that `rnner --help` stays fast
     import numpy as np
     import torch
 
-    from .batching import Batch, Encoded
+    from .batching import Encoded
     from .model import RNNTagger
     from .training import WeightAverage
 
 DEFAULT_CONFIG = "configs/conll03.toml"
 DESCRIPTION = ("Measure training and inference speed of a config's model on CoNLL batches, "
                "against this machine's matmul speed.")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent cell
 
 
 @dataclass(frozen=True)
@@ -62,55 +61,6 @@ class Plan:
 
 QUICK = Plan(warmup=3, train_batches=20, train_reps=3, infer_batch_sizes=(1, 256, 1024),
              infer_reps=1, latency_sentences=100, matmul_reps=5, profile_batches=20)
-
-
-# --- FLOPs -----------------------------------------------------------------------------------
-
-
-def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
-                char_positions_per_token: float) -> dict[str, float]:
-    """Forward FLOPs per token (2 per multiply-add), by part; training counted as 3x forward.
-
-    Embedding lookups, dropout, gathers and elementwise gate activations count as free.
-    `char_positions_per_token` is how many character positions the character encoder runs
-    over per token of the batch (it runs once per distinct token, over the padded width for
-    the CNN, over the real characters for the packed LSTM); `char_positions` measures it.
-    """
-    char = 0.0
-    size = word_dim + m.casing_dim
-    if m.char_encoder == "cnn":
-        char = char_positions_per_token * 2 * m.char_dim * m.char_hidden * m.char_kernel
-        size += m.char_hidden
-    elif m.char_encoder == "lstm":
-        h = m.char_hidden // 2
-        char = char_positions_per_token * 2 * (GATES["lstm"] * (m.char_dim * h + h * h) * 2)
-        size += 2 * h
-    directions = 2 if m.bidirectional else 1
-    rnn = 0.0
-    for layer in range(m.layers + m.pool_layers):  # validate: pool layers need pooling
-        if layer == m.layers:  # the pool layers read each state beside its pool
-            size *= 2
-        rnn += directions * GATES[m.cell] * (size * m.hidden_size + m.hidden_size**2) * 2
-        size = directions * m.hidden_size
-    pooled_proj = m.repeat_pooling and not m.pool_layers
-    proj = 2.0 * size * num_tags * (2 if pooled_proj else 1)
-    # CRF forward algorithm: per token a [K, K] add, exp and sum; softmax: about 3 per tag.
-    output = 3.0 * num_tags**2 if m.output == "crf" else 3.0 * num_tags
-    forward = char + rnn + proj + output
-    return {"char": char, "rnn": rnn, "proj": proj, "output": output, "forward": forward,
-            "train": 3 * forward}
-
-
-def char_positions(batches: Sequence[Batch], char_encoder: str) -> float:
-    """Character positions the char encoder processes per token, over these batches."""
-    tokens = sum(b.num_tokens for b in batches)
-    if char_encoder == "cnn":
-        done = sum(b.chars.numel() for b in batches)
-    elif char_encoder == "lstm":
-        done = sum(int(b.char_lengths.clamp(min=1).sum()) for b in batches)
-    else:
-        return 0.0
-    return done / max(tokens, 1)
 
 
 def matmul_gflops(size: int, reps: int, device: torch.device) -> float:
@@ -195,19 +145,14 @@ def training_picks(s: Setup, count: int) -> list[np.ndarray]:
 def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray,
                 average: WeightAverage | None) -> None:
     """One step as `training.fit` takes it."""
-    import torch
-
     from . import batching
+    from .training.loop import update
 
     b = batching.make_batch(s.train, index).to(s.device)
     loss = s.model.loss(b)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if s.cfg.train.clip > 0:
-        torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.train.clip)
-    opt.step()
-    if average is not None:
-        average.update(s.model)
+    update(s.model, opt, s.cfg.train.clip, average)
     loss.item()
 
 
@@ -224,6 +169,7 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
     import numpy as np
 
     from . import batching
+    from .model import char_positions
 
     timed = training_picks(s, plan.train_batches)
     warm = [timed[i % len(timed)] for i in range(plan.warmup)]  # untimed extra steps
@@ -291,6 +237,7 @@ def bench_latency(s: Setup, plan: Plan) -> dict[str, Any]:
 def bench_infer(s: Setup, batch_size: int, reps: int) -> dict[str, Any]:
     """Tokens/s over the whole dev set at one batch size (median of `reps` passes)."""
     from . import batching
+    from .model import char_positions
 
     s.model.eval()
     groups = batching.batch_indices(s.dev.lengths, batch_size)
@@ -325,16 +272,18 @@ class _Clock:
 def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
     """Milliseconds per training batch of each part, forward and backward.
 
-    The autograd graph is cut at the parts' boundaries (detached leaves) and backward is run
-    part by part, so each part is timed in place at its real shapes. Parts: batch (assembly,
-    to the device), char (encoder), embed (lookups, concatenation, dropout), rnn, proj
-    (repeat pooling, dropout, linear), crf or softmax (the loss), optimizer (clipping, step,
-    weight average). This mirrors `RNNTagger.emissions` and `loss` (word dropout and the
-    auxiliary language model left out) and `fit`'s step; keep them in step.
+    The parts are the model's own stages (`RNNTagger.char_features`, `token_features`, the
+    encoder, `readout`, `output_loss`, `lm_loss`), so what is profiled is what `loss` runs,
+    word dropout, singleton UNK, pretrained dropout, trust and the auxiliary LM included. The
+    autograd graph is cut at the stages' boundaries (detached leaves) and backward is run
+    stage by stage, so each is timed in place at its real shapes. Parts: batch (assembly, to
+    the device), char, embed, rnn, proj, crf or softmax (the output loss), lm (with
+    model.lm_weight), optimizer (clipping, step, weight average, as `training` does it).
     """
     import torch
 
     from . import batching
+    from .training.loop import update
 
     m = s.model
     m.train()
@@ -342,44 +291,49 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
     picks = training_picks(s, plan.warmup + plan.profile_batches)
     totals: dict[str, float] = defaultdict(float)
     head = "crf" if m.crf is not None else "softmax"
+
+    def cut(x: torch.Tensor) -> torch.Tensor:
+        return x.detach().requires_grad_()
+
     for n, index in enumerate(picks):
         if n == plan.warmup:
             totals.clear()
         clock = _Clock(s.device, totals)
         b = batching.make_batch(s.train, index).to(s.device)
-        assert b.tags is not None
         clock.lap("batch")
-        parts = [m.words(b.words)]
-        if m.casing is not None:
-            parts.append(m.casing(b.casing))
-        per_type = per_type_in = None
-        if m.chars is not None:
-            per_type = m.chars(b.chars, b.char_lengths)
-            per_type_in = per_type.detach().requires_grad_()
+        per_type = m.char_features(b)
+        per_type_in = cut(per_type) if per_type is not None else None
+        if per_type is not None:
             clock.lap("char_fwd")
-            parts.append(per_type_in[b.char_index])
-        x = m.dropout(torch.cat(parts, dim=2))
-        x_in = x.detach().requires_grad_()
+        x = m.token_features(b, per_type_in)
+        x_in = cut(x)
         clock.lap("embed_fwd")
-        h = m.encoder(x_in, b.lengths)
-        h_in = h.detach().requires_grad_()
+        states = m.encoder.layer_states(x_in, b.lengths)
+        h_in = cut(states[-1])
         clock.lap("rnn_fwd")
         em = m.readout(h_in, b)
-        em_in = em.detach().requires_grad_()
+        em_in = cut(em)
         clock.lap("proj_fwd")
-        if m.crf is not None:
-            loss = m.crf.nll(em_in, b.tags, b.mask) / em.shape[0]
-        else:
-            ce = torch.nn.functional.cross_entropy(em_in.transpose(1, 2), b.tags,
-                                                   reduction="none")
-            loss = (ce * b.mask).sum() / em.shape[0]
+        loss = m.output_loss(em_in, b) / em.shape[0]
         clock.lap(f"{head}_fwd")
+        first_in = lm = None
+        if m.lm is not None:
+            first_in = cut(states[0])
+            lm = m.lm_loss(first_in, b) / em.shape[0]
+            clock.lap("lm_fwd")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         clock.lap(f"{head}_bwd")
+        if lm is not None:
+            lm.backward()
+            clock.lap("lm_bwd")
         em.backward(em_in.grad)
         clock.lap("proj_bwd")
-        h.backward(h_in.grad)
+        outs, grads = [states[-1]], [h_in.grad]
+        if first_in is not None:
+            outs.append(states[0])
+            grads.append(first_in.grad)
+        torch.autograd.backward(outs, grads)
         clock.lap("rnn_bwd")
         if x.requires_grad:
             x.backward(x_in.grad)
@@ -387,11 +341,7 @@ def profile_train_step(s: Setup, plan: Plan) -> dict[str, float]:
         if per_type is not None and per_type_in is not None:
             per_type.backward(per_type_in.grad)
             clock.lap("char_bwd")
-        if s.cfg.train.clip > 0:
-            torch.nn.utils.clip_grad_norm_(m.parameters(), s.cfg.train.clip)
-        opt.step()
-        if average is not None:
-            average.update(m)
+        update(m, opt, s.cfg.train.clip, average)
         loss.item()
         clock.lap("optimizer")
     count = max(len(picks) - plan.warmup, 1)
@@ -411,14 +361,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KiB here
-
-
 def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) -> dict[str, Any]:
     """Every measurement, as one JSON-able dict (see the module docstring)."""
     import torch
+
+    from .model import model_flops
 
     s = prepare(cfg, device)
     matmul = matmul_gflops(plan.matmul_size, plan.matmul_reps, device)
@@ -544,16 +491,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also split a training step's time by model part")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`rnner bench`, for cli.py's subparsers."""
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`rnner bench`, for cli.py's table of commands."""
     p = subparsers.add_parser("bench", help="measure training and inference speed",
                               description=DESCRIPTION)
     add_arguments(p)
-    p.set_defaults(func=command)
+    p.set_defaults(func=cmd_bench)
     return p
 
 
-def command(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from . import training
@@ -579,14 +526,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rnner bench", description=DESCRIPTION)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    from .data import DataNotFoundError
+    """`python -m rnner.bench ...`: the same as `rnner bench ...`."""
+    from .cli import main as rnner
 
-    try:
-        return command(args)
-    except (ConfigError, DataNotFoundError, FileNotFoundError) as e:
-        print(str(e), file=sys.stderr)
-        return 2
-
+    return rnner(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -1,11 +1,14 @@
 """The `rnner` command. Thin: argument parsing, then calls into the library.
 
-Errors in the user's input (files, configs, run directories) print one line and exit 2.
+Every subcommand is a row of `COMMANDS` (help line, and the `add_NAME_parser` that builds it,
+imported only when that command runs); its function is `cmd_NAME`. Errors in the user's input
+(files, configs, run directories: any `RnnerError`) print one line and exit 2, in `main` alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -202,7 +205,31 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# --- the command table ----------------------------------------------------------------------
+# One row per subcommand: its one-line help, and the function (module:name, imported only when
+# the command runs, so `rnner --help` stays fast) that adds its parser to the subparsers and
+# sets `func`, the `cmd_NAME` that runs it.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train a model from a TOML config", "rnner.cli:add_train_parser"),
+    "experiment": ("train one config with several seeds; mean ± std",
+                   "rnner.cli:add_experiment_parser"),
+    "crossweigh": ("flag training sentences that models trained without them disagree with "
+                   "(a data.train_trust file)", "rnner.cli:add_crossweigh_parser"),
+    "evaluate": ("score a run directory on a labelled file", "rnner.cli:add_evaluate_parser"),
+    "score": ("conlleval: score a file of tokens, gold and predicted tags",
+              "rnner.cli:add_score_parser"),
+    "predict": ("tag raw text or CoNLL input", "rnner.cli:add_predict_parser"),
+    "export": ("a run directory reduced for shipping (float16)", "rnner.cli:add_export_parser"),
+    "data": ("obtain datasets", "rnner.cli:add_data_parser"),
+    "tune": ("run, resume or join a hyperparameter sweep", "rnner.tune:add_tune_parser"),
+    "report": ("tables and plots of a sweep's study", "rnner.report:add_report_parser"),
+    "bench": ("measure training and inference speed", "rnner.bench:add_bench_parser"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `rnner` parser: every command listed by its help, and `command` (all of them
+    when None) with its full arguments."""
     from . import __version__
 
     p = argparse.ArgumentParser(
@@ -210,8 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"rnner {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for name, (help_text, where) in COMMANDS.items():
+        if command is None or name == command:
+            module, function = where.split(":")
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_text)
+    return p
 
-    t = sub.add_parser("train", help="train a model from a TOML config")
+
+def add_train_parser(sub: Any) -> argparse.ArgumentParser:
+    t = sub.add_parser("train", help=COMMANDS["train"][0])
     t.add_argument("config", nargs="?", help="TOML config (not needed with --resume)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
@@ -224,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     t.set_defaults(func=cmd_train)
+    return t
 
-    x = sub.add_parser("experiment", help="train one config with several seeds; mean ± std")
+
+def add_experiment_parser(sub: Any) -> argparse.ArgumentParser:
+    x = sub.add_parser("experiment", help=COMMANDS["experiment"][0])
     x.add_argument("config")
     x.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
     x.add_argument("--first-seed", type=int, default=1)
@@ -233,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     x.add_argument("--output", help="directory (default runs/CONFIG-seeds)")
     x.set_defaults(func=cmd_experiment)
+    return x
 
-    c = sub.add_parser("crossweigh", help="flag training sentences that models trained "
-                       "without them disagree with (a data.train_trust file)")
+
+def add_crossweigh_parser(sub: Any) -> argparse.ArgumentParser:
+    c = sub.add_parser("crossweigh", help=COMMANDS["crossweigh"][0])
     c.add_argument("config")
     c.add_argument("--folds", type=int, default=5, help="folds of training articles (5)")
     c.add_argument("--iterations", type=int, default=1, help="random splits (1)")
@@ -245,20 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     c.add_argument("--output", help="directory (default runs/CONFIG-crossweigh)")
     c.set_defaults(func=cmd_crossweigh)
+    return c
 
-    e = sub.add_parser("evaluate", help="score a run directory on a labelled file")
+
+def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
+    e = sub.add_parser("evaluate", help=COMMANDS["evaluate"][0])
     e.add_argument("run_dir")
     e.add_argument("--data", required=True)
     e.add_argument("--json", action="store_true")
     e.add_argument("--output", help="also write the predictions as CoNLL columns")
     e.set_defaults(func=cmd_evaluate)
+    return e
 
-    s = sub.add_parser("score", help="conlleval: score a file of tokens, gold and predicted tags")
+
+def add_score_parser(sub: Any) -> argparse.ArgumentParser:
+    s = sub.add_parser("score", help=COMMANDS["score"][0])
     s.add_argument("file", help="conlleval input ('-' for stdin)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
+    return s
 
-    pr = sub.add_parser("predict", help="tag raw text or CoNLL input")
+
+def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
+    pr = sub.add_parser("predict", help=COMMANDS["predict"][0])
     pr.add_argument("run_dir", nargs="?", help="run directory (default: the shipped model)")
     pr.add_argument("--input", default="-", help="input file ('-' for stdin)")
     pr.add_argument("--output", default="-", help="output file ('-' for stdout)")
@@ -270,32 +320,35 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
+    return pr
 
-    ex = sub.add_parser("export", help="a run directory reduced for shipping (float16)")
+
+def add_export_parser(sub: Any) -> argparse.ArgumentParser:
+    ex = sub.add_parser("export", help=COMMANDS["export"][0])
     ex.add_argument("run_dir")
     ex.add_argument("output")
     ex.add_argument("--float32", action="store_true", help="keep float32 weights")
     ex.set_defaults(func=cmd_export)
+    return ex
 
-    d = sub.add_parser("data", help="obtain datasets")
+
+def add_data_parser(sub: Any) -> argparse.ArgumentParser:
+    d = sub.add_parser("data", help=COMMANDS["data"][0])
     dsub = d.add_subparsers(dest="data_command", required=True)
     dl = dsub.add_parser("download", help="download and verify a dataset")
     dl.add_argument("dataset", choices=("conll2003",))
     dl.add_argument("--dest", help="directory (default ~/.cache/rnner/data)")
     dl.add_argument("--url", help="base URL holding train.txt, dev.txt, test.txt")
     dl.set_defaults(func=cmd_data)
-    from .bench import add_parser as add_bench_parser
-    from .report import add_report_parser
-    from .tune import add_tune_parser
-
-    add_tune_parser(sub)
-    add_report_parser(sub)
-    add_bench_parser(sub)
-    return p
+    return d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`rnner`: every command, whichever module holds it, runs here under one error handler:
+    an `RnnerError` (or a file the OS refuses) is one line on stderr and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command or "").parse_args(argv)  # "": no command, help only
     try:
         return args.func(args)
     except _user_errors() as e:

@@ -3,6 +3,7 @@ linear -> softmax or CRF. Plain `nn.Module`s; `RNNTagger` reads top to bottom.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -288,6 +289,17 @@ class RNNTagger(nn.Module):
 
     def encode(self, b: Batch) -> list[torch.Tensor]:
         """The recurrent encoder's states, layer by layer, from the token features."""
+        return self.encoder.layer_states(self.token_features(b), b.lengths)
+
+    def char_features(self, b: Batch) -> torch.Tensor | None:
+        """The character encoder's vector for each distinct token of the batch (None
+        without a character encoder)."""
+        return self.chars(b.chars, b.char_lengths) if self.chars is not None else None
+
+    def token_features(self, b: Batch, per_type: torch.Tensor | None = None) -> torch.Tensor:
+        """The recurrent encoder's input [B, T, size]: word vectors (with word dropout,
+        singleton UNK and pretrained dropout in training), casing and character features
+        (`per_type`, computed here unless given), dropped out."""
         words = b.words
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.cfg.word_dropout
@@ -304,10 +316,11 @@ class RNNTagger(nn.Module):
         if self.casing is not None:
             parts.append(self.casing(b.casing))
         if self.chars is not None:
-            per_type = self.chars(b.chars, b.char_lengths)  # once per distinct token
+            if per_type is None:
+                per_type = self.char_features(b)  # once per distinct token
+            assert per_type is not None
             parts.append(per_type[b.char_index])
-        x = self.dropout(torch.cat(parts, dim=2))
-        return self.encoder.layer_states(x, b.lengths)
+        return self.dropout(torch.cat(parts, dim=2))
 
     def readout(self, h: torch.Tensor, b: Batch) -> torch.Tensor:
         """Tag scores from the recurrent states (with repeat pooling, from their pools too)."""
@@ -325,19 +338,28 @@ class RNNTagger(nn.Module):
         auxiliary language model's summed loss, weighted, when there is one."""
         states = self.encode(b)
         em = self.readout(states[-1], b)
+        total = self.output_loss(em, b)
+        if self.lm is not None:
+            total = total + self.lm_loss(states[0], b)
+        return total / em.shape[0]
+
+    def output_loss(self, em: torch.Tensor, b: Batch) -> torch.Tensor:
+        """The output layer's loss summed over the batch: CRF negative log-likelihood, or
+        token cross-entropy (through the noisy channel of `b.trust` when it is given)."""
         assert b.tags is not None
         if self.crf is not None:
-            total = self.crf.nll(em, b.tags, b.mask, b.trust)
-        elif b.trust is not None:  # the CRF's noisy channel, token by token
+            return self.crf.nll(em, b.tags, b.mask, b.trust)
+        if b.trust is not None:  # the CRF's noisy channel, token by token
             channel = label_channel(b.tags, b.trust, em.shape[2])
             nll = -torch.logsumexp(em.log_softmax(2) + channel, dim=2)
-            total = (nll * b.mask).sum()
-        else:
-            ce = nn.functional.cross_entropy(em.transpose(1, 2), b.tags, reduction="none")
-            total = (ce * b.mask).sum()
-        if self.lm is not None:
-            total = total + self.cfg.lm_weight * self.lm(self.dropout(states[0]), b.words, b.mask)
-        return total / em.shape[0]
+            return (nll * b.mask).sum()
+        ce = nn.functional.cross_entropy(em.transpose(1, 2), b.tags, reduction="none")
+        return (ce * b.mask).sum()
+
+    def lm_loss(self, first: torch.Tensor, b: Batch) -> torch.Tensor:
+        """The auxiliary language model's weighted loss from the first layer's states."""
+        assert self.lm is not None
+        return self.cfg.lm_weight * self.lm(self.dropout(first), b.words, b.mask)
 
     @torch.no_grad()
     def decode(self, b: Batch) -> torch.Tensor:
@@ -345,3 +367,56 @@ class RNNTagger(nn.Module):
         if self.crf is not None:
             return self.crf.decode(em, b.mask)
         return em.argmax(dim=2)
+
+
+# --- FLOPs -----------------------------------------------------------------------------------
+# An analytic count of the network above, kept beside it so that a change of architecture
+# changes its count in the same place (`rnner bench` turns it into a utilization).
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent cell
+
+
+def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
+                char_positions_per_token: float) -> dict[str, float]:
+    """Forward FLOPs per token (2 per multiply-add), by part; training counted as 3x forward.
+
+    Embedding lookups, dropout, gathers and elementwise gate activations count as free.
+    `char_positions_per_token` is how many character positions the character encoder runs
+    over per token of the batch (it runs once per distinct token, over the padded width for
+    the CNN, over the real characters for the packed LSTM); `char_positions` measures it.
+    """
+    char = 0.0
+    size = word_dim + m.casing_dim
+    if m.char_encoder == "cnn":
+        char = char_positions_per_token * 2 * m.char_dim * m.char_hidden * m.char_kernel
+        size += m.char_hidden
+    elif m.char_encoder == "lstm":
+        h = m.char_hidden // 2
+        char = char_positions_per_token * 2 * (GATES["lstm"] * (m.char_dim * h + h * h) * 2)
+        size += 2 * h
+    directions = 2 if m.bidirectional else 1
+    rnn = 0.0
+    for layer in range(m.layers + m.pool_layers):  # validate: pool layers need pooling
+        if layer == m.layers:  # the pool layers read each state beside its pool
+            size *= 2
+        rnn += directions * GATES[m.cell] * (size * m.hidden_size + m.hidden_size**2) * 2
+        size = directions * m.hidden_size
+    pooled_proj = m.repeat_pooling and not m.pool_layers
+    proj = 2.0 * size * num_tags * (2 if pooled_proj else 1)
+    # CRF forward algorithm: per token a [K, K] add, exp and sum; softmax: about 3 per tag.
+    output = 3.0 * num_tags**2 if m.output == "crf" else 3.0 * num_tags
+    forward = char + rnn + proj + output
+    return {"char": char, "rnn": rnn, "proj": proj, "output": output, "forward": forward,
+            "train": 3 * forward}
+
+
+def char_positions(batches: Sequence[Batch], char_encoder: str) -> float:
+    """Character positions the char encoder processes per token, over these batches."""
+    tokens = sum(b.num_tokens for b in batches)
+    if char_encoder == "cnn":
+        done = sum(b.chars.numel() for b in batches)
+    elif char_encoder == "lstm":
+        done = sum(int(b.char_lengths.clamp(min=1).sum()) for b in batches)
+    else:
+        return 0.0
+    return done / max(tokens, 1)

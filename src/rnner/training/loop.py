@@ -19,9 +19,10 @@ import torch
 from tqdm import tqdm
 
 from .. import batching
+from ..model import RNNTagger
 from ..pipeline import evaluate_split
 from .setup import Setup
-from .state import Progress, Stopped
+from .state import Progress, Stopped, WeightAverage
 
 
 @dataclass
@@ -99,11 +100,7 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
         loss = model.loss(b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if t.clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
-        opt.step()
-        if s.average is not None:
-            s.average.update(model)
+        update(model, opt, t.clip, s.average)
         state.loss += loss.item() * len(index)
         state.sequences += len(index)
         state.sentences += int(s.unit_sizes[index].sum())
@@ -119,3 +116,13 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
             raise Stopped(epoch_rng)
     bar.close()
     return time.perf_counter() - t0
+
+
+def update(model: RNNTagger, opt: torch.optim.Optimizer, clip: float,
+           average: WeightAverage | None) -> None:
+    """After backward: clip the gradient norm, step, and update the weight average."""
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    if average is not None:
+        average.update(model)
