@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import io
 import itertools
@@ -161,10 +162,15 @@ def _norm(v: Any) -> Any:
     return float(v)
 
 
+@functools.cache
+def _base_text(base: Path) -> str:
+    return base.read_text(encoding="utf-8")
+
+
 def run_key(base: Path, overrides: dict[str, Any]) -> str:
     """The resolved configuration (base file + overrides), seed and threads left out: equal
     keys are the same run however a sweep spells it (the default's lr 0.002 in a grid)."""
-    raw = tomllib.loads(base.read_text(encoding="utf-8"))
+    raw = tomllib.loads(_base_text(base))
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
         raw.setdefault(section, {})[key] = value
@@ -237,7 +243,7 @@ class Job:
 def batch_size(base: Path, overrides: dict[str, Any]) -> int:
     if "train.batch_size" in overrides:
         return int(overrides["train.batch_size"])
-    raw = tomllib.loads(base.read_text(encoding="utf-8"))
+    raw = tomllib.loads(_base_text(base))
     return int(raw.get("train", {}).get("batch_size", 10))  # 10: TrainConfig's default
 
 
@@ -654,11 +660,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit = args.max_runs and trained + len(lanes) >= args.max_runs
         if not lanes:
             break
-        time.sleep(1)
-        for ln in list(lanes):
-            pid, status, usage = os.wait4(ln.pid, os.WNOHANG)
-            if pid == 0:
-                continue
+        ended: list[tuple[Lane, int, Any]] = []
+        while not ended:  # the queue is rebuilt only when a run ends
+            time.sleep(2)
+            for ln in lanes:
+                pid, status, usage = os.wait4(ln.pid, os.WNOHANG)
+                if pid != 0:
+                    ended.append((ln, status, usage))
+        for ln, status, usage in ended:
             lanes.remove(ln)
             out = finish(ln, status, usage, runs)
             if out is None:
@@ -666,8 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not stop[0]:
                     failed.add((ln.job.rid, ln.job.seed))
                 print(f"[{dt.datetime.now():%H:%M:%S}] {'stopped' if stop[0] else 'FAILED'} "
-                      f"{ln.job.label} (exit {code}; {out or runs / ln.job.rid}/"
-                      f"seed{ln.job.seed}/train.log)", flush=True)
+                      f"{ln.job.label} (exit {code}; {runs / ln.job.rid}/seed{ln.job.seed}/"
+                      "train.log)", flush=True)
                 continue
             row = record(ln.job, out, results_dir, args.lanes, sha, host, args.keep_weights)
             trained += 1
