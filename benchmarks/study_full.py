@@ -36,6 +36,7 @@ import io
 import itertools
 import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -538,6 +539,10 @@ def record(job: Job, out: Path, results_dir: Path, lanes: int, sha: str, host: s
     return row
 
 
+def study_key(job: Job) -> str:
+    return f"{_lkey(job.level)}#{job.seed}"
+
+
 def copy_shared(job: Job, src: dict[str, str], results_dir: Path) -> None:
     row = {**src, "sweep": job.sweep.name, "level": json.dumps(job.level),
            **{k: fmt_value(v) for k, v in job.level.items()}}
@@ -585,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--plan", action="store_true", help="print the queue and estimate; run nothing")
     ap.add_argument("--keep-weights", action="store_true")
     ap.add_argument("--rnner", default=shutil.which("rnner") or "rnner",
-                    help="the rnner command (default: the one on PATH)")
+                    help="the rnner command, e.g. 'python -m rnner.cli' (default: on PATH)")
     args = ap.parse_args(argv)
     try:
         shared, sweeps = read_sweeps(args.sweeps)
@@ -596,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweeps_run = [s for s in sweeps if fnmatch.fnmatch(s.name, args.only)]
     epochs = int({**shared, **extra}.get("train.epochs", 20))
     results_dir, runs = args.results.resolve(), args.runs.resolve()
-    rnner = [args.rnner]
+    rnner = shlex.split(args.rnner)
     host, sha = machine(), commit()
 
     def queue() -> tuple[dict[str, list], list[Job]]:
@@ -606,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results, jobs = queue()
     est = estimate(sweeps, jobs, results, epochs)
+    if not args.plan:
+        est = write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
     print(f"study: {len(sweeps_run)} sweeps, {est['rows']} rows recorded, {est['runs_left']} "
           f"runs left; CPU-hours: {est['cpu_hours_done']} done, ~{est['cpu_hours_left_estimate']}"
           f" left, ~{est['cpu_hours_total_estimate']} in all ({host}; results in {results_dir})",
@@ -639,14 +646,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     trained = 0
     failed: set[tuple[str, int]] = set()
+    copied: set[tuple[str, str]] = set()
     while True:
         results, jobs = queue()
         index = {(r["run_id"], int(r["seed"])): r for rows in results.values() for r in rows}
-        for j in jobs:  # runs another sweep already trained: copy their rows
-            src = index.get((j.rid, j.seed))
-            if src is not None:
-                copy_shared(j, src, results_dir)
-        if any((j.rid, j.seed) in index for j in jobs):
+        shared_jobs = [j for j in jobs if (j.rid, j.seed) in index]
+        for j in shared_jobs:  # runs another sweep already trained: copy their rows
+            key = (j.sweep.name, study_key(j))
+            if key in copied:
+                raise RuntimeError(f"{j.label}: copied once and still queued")
+            copied.add(key)
+            copy_shared(j, index[j.rid, j.seed], results_dir)
+        if shared_jobs:
             continue
         busy = {(ln.job.rid, ln.job.seed) for ln in lanes}
         limit = args.max_runs and trained + len(lanes) >= args.max_runs
