@@ -419,7 +419,7 @@ def estimate(sweeps: list[Sweep], jobs: list[Job], results: dict[str, list[dict[
         "cpu_hours_total_estimate": round((done + left) / 3600, 1),
         "cpu_seconds_per_epoch_by_batch": {str(b): round(v, 1)
                                            for b, v in sorted(measured.items())},
-        "prior_seconds_per_epoch": f"{PRIOR_A} + {PRIOR_B} / batch_size (before measurements)",
+        "prior_seconds_per_epoch": f"{PRIOR_A:g} + {PRIOR_B:g} / batch_size",
         "note": "not counting the combined configuration's runs until its choice is made",
     }
 
@@ -459,6 +459,7 @@ class Lane:
     pid: int
     started: float
     log: Any
+    proc: subprocess.Popen  # held: a dropped Popen is reaped by the next one (subprocess._cleanup)
 
 
 def train_command(rnner: list[str], job: Job, out: Path) -> list[str]:
@@ -491,7 +492,7 @@ def start(rnner: list[str], job: Job, runs: Path) -> Lane:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                             preexec_fn=_die_with_parent)
-    return Lane(job, proc.pid, time.time(), log)
+    return Lane(job, proc.pid, time.time(), log, proc)
 
 
 def finish(lane: Lane, status: int, usage: Any, runs: Path) -> Path | None:
@@ -567,6 +568,24 @@ def write_progress(results_dir: Path, sweeps_run: list[Sweep], shared: dict[str,
     return est
 
 
+def commit_results(results_dir: Path, sweeps_dir: Path, message: str) -> None:
+    """Regenerate the page beside the results directory (docs/hyperparameters-full.md) and
+    commit only those files in the repository that holds them (other staged work stays
+    staged); a failure (a busy index, say) is printed and retried after the next run."""
+    page = results_dir.parent / "hyperparameters-full.md"
+    gen = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_full_page.py"),
+                          "--results", str(results_dir), "--sweeps", str(sweeps_dir),
+                          "--output", str(page)], capture_output=True, text=True)
+    if gen.returncode != 0:
+        print(f"  page not regenerated: {gen.stderr.strip().splitlines()[-1:]}", flush=True)
+    paths = [str(results_dir), str(page)]
+    for cmd in (["git", "add", "--", *paths], ["git", "commit", "-q", "-m", message, "--", *paths]):
+        res = subprocess.run(cmd, cwd=results_dir, capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"  {' '.join(cmd[:2])} failed: {(res.stderr or res.stdout).strip()}", flush=True)
+            return
+
+
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     out = {}
     for item in items:
@@ -589,6 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-runs", type=int, default=0, help="stop after N trained runs")
     ap.add_argument("--plan", action="store_true", help="print the queue and estimate; run nothing")
     ap.add_argument("--keep-weights", action="store_true")
+    ap.add_argument("--commit", action="store_true",
+                    help="after each run: regenerate the page, git-commit the result files")
     ap.add_argument("--rnner", default=shutil.which("rnner") or "rnner",
                     help="the rnner command, e.g. 'python -m rnner.cli' (default: on PATH)")
     args = ap.parse_args(argv)
@@ -677,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for ln in lanes:
                 pid, status, usage = os.wait4(ln.pid, os.WNOHANG)
                 if pid != 0:
+                    ln.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here
                     ended.append((ln, status, usage))
         for ln, status, usage in ended:
             lanes.remove(ln)
@@ -691,10 +713,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             row = record(ln.job, out, results_dir, args.lanes, sha, host, args.keep_weights)
             trained += 1
-            write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
+            est = write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
             print(f"[{dt.datetime.now():%H:%M:%S}] done  {ln.job.label}: dev {row['dev_f1']} "
                   f"test {row['test_f1']} (best epoch {row['best_epoch']}), "
                   f"{row['cpu_seconds']} CPU s", flush=True)
+            if args.commit:
+                commit_results(results_dir, args.sweeps,
+                               f"study-full: {ln.job.label}: dev {row['dev_f1']} ("
+                               f"{est['runs_trained']} runs trained, {est['runs_left']} left)")
     est = write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
     print(f"study: {est['rows']} rows recorded, {est['runs_left']} runs left; CPU-hours "
           f"{est['cpu_hours_done']} done, ~{est['cpu_hours_total_estimate']} in all", flush=True)

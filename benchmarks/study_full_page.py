@@ -100,15 +100,15 @@ class SweepInfo:
     name: str
     title: str
     seeds: int
-    keys: list[str]
+    grid: dict[str, list[Any]]
 
 
 def read_sweep_info(sweeps_dir: Path) -> dict[str, SweepInfo]:
     out = {}
     for p in sorted(sweeps_dir.glob("[0-9]*.toml")):
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        out[p.stem] = SweepInfo(p.stem, raw.get("title", p.stem), len(raw.get("seeds", [1, 2, 3])),
-                                list(raw.get("grid", {})))
+        out[p.stem] = SweepInfo(p.stem, raw.get("title", p.stem),
+                                len(raw.get("seeds", [1, 2, 3])), dict(raw.get("grid", {})))
     return out
 
 
@@ -435,7 +435,8 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
             f"- Left: {progress.get('runs_left', '?')} runs; estimated CPU-hours for the whole "
             f"study: ~{progress.get('cpu_hours_total_estimate', '?')} (measured CPU seconds per "
             f"epoch by batch size: {progress.get('cpu_seconds_per_epoch_by_batch') or 'none yet'}"
-            f"; before measurements, {progress.get('prior_seconds_per_epoch', '')}; "
+            f"; where a batch size has none yet, {progress.get('prior_seconds_per_epoch', '')} "
+            "scaled by the measured ones; "
             f"{progress.get('note', '')}; `docs/study-full/progress.json`, "
             f"{progress.get('updated', '')}).")
     done = sum(lv.complete for f in factors for lv in f.levels)
@@ -498,7 +499,19 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
         out.append(f"| [{f.title}](#{f.anchor}) | {d.label if d else '–'} | "
                    f"{' | '.join(cells)} | {sum(lv.complete for lv in f.levels)} of "
                    f"{len(f.levels)} |")
+    out += ["", "## Sweeps", "",
+            "Every sweep of `configs/study-full/` (levels: its grid as it stands, learning-rate "
+            "grids included as they grew; rows: results recorded of those the sweep asks for).",
+            "", "| sweep | what | grid | seeds | rows |", "|---|---|---|---|---|"]
+    for name, si in info.items():
+        lvs = levels.get(name, [])
+        n_levels = max(len(lvs), math.prod(len(v) for v in si.grid.values()))
+        grid = "; ".join(f"`{k}` {', '.join(fmt(x) for x in v)}" for k, v in si.grid.items())
+        out.append(f"| `{name}` | {si.title} | {grid or '(the base)'} | {si.seeds} | "
+                   f"{sum(len(lv.rows) for lv in lvs)} of {n_levels * si.seeds} |")
     out += ["", "## Seed baseline, default and the best levels combined", ""]
+    if not any(levels.get(s) for s in ("00_seed_baseline", "00_default", "90_combined")):
+        out.append("No run of these has finished yet.")
     named = [(n, (levels.get(s) or [None])[0]) for n, s in
              (("seed baseline (configs/seed.toml)", "00_seed_baseline"),
               ("default (configs/conll03.toml)", "00_default"),

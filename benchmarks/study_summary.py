@@ -565,7 +565,9 @@ def write_page(runs: Path, output: Path, command: str) -> Path:
            "study: the full-data sweeps in `configs/sweeps/` (see [tuning.md](tuning.md)) need "
            "hundreds of CPU-hours, so every run here trains on a subset for a few epochs. Read "
            "the numbers as *relative* effects under a small, fixed training budget, not as "
-           "CoNLL-2003 results.", ""]
+           "CoNLL-2003 results. **The full-data study** (every factor on the whole of "
+           "CoNLL-2003, 20 epochs a run) is [hyperparameters-full.md](hyperparameters-full.md).",
+           ""]
 
     # setup
     ref_rows = [default] if default else all_rows

@@ -109,13 +109,20 @@ def test_a_bad_sweep_file_is_one_line_naming_it(tmp_path: Path) -> None:
 # --- the runner on tiny data ------------------------------------------------------------------
 
 
-def _run(d: Path, tmp: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+def _run(d: Path, tmp: Path, *more: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     return subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "study_full.py"), "--sweeps", str(d),
-         "--results", str(tmp / "res"), "--runs", str(tmp / "runs"), "--lanes", "2",
-         "--rnner", f"{sys.executable} -m rnner.cli", "--set", "data.max_sentences=30"],
+         "--results", str(tmp / "repo" / "docs" / "res"), "--runs", str(tmp / "runs"),
+         "--lanes", "2", "--rnner", f"{sys.executable} -m rnner.cli",
+         "--set", "data.max_sentences=30", *more],
         capture_output=True, text=True, env=env, timeout=600)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
 
 
 def test_the_runner_records_every_run_once_and_skips_them_on_rerun(
@@ -123,11 +130,27 @@ def test_the_runner_records_every_run_once_and_skips_them_on_rerun(
     cfg = tiny_sections(data={"data_dir": str(conll_dir.parent)})
     (tmp_path / "tiny.toml").write_text(to_toml(cfg))
     d = _sweeps(tmp_path)
-    first = _run(d, tmp_path)
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+         "-m", "start")
+    (repo / "other.txt").write_text("staged work of someone else\n")
+    _git(repo, "add", "other.txt")
+    first = _run(d, tmp_path, "--commit")
     assert first.returncode == 0, first.stdout + first.stderr
+    # a commit after each of the 4 runs, of the result files and the page only
+    log = _git(repo, "log", "--format=%s").splitlines()
+    assert len(log) == 5 and all(m.startswith("study-full: ") for m in log[:4])
+    assert "(4 runs trained, 0 left)" in log[0]
+    assert "res/01_lr.csv" in _git(repo, "show", "--stat", "HEAD")
+    assert _git(repo, "diff", "--cached", "--name-only") == "other.txt\n"
+    text = (repo / "docs" / "hyperparameters-full.md").read_text()
+    assert "# Hyperparameter study on the full" in text
+    res = repo / "docs" / "res"
     # 00_default seeds 1, 2 and 01_lr's lr 0.003 seeds 1, 2 trained; lr 0.01 is the default
     assert first.stdout.count(" start ") == 4
-    rows = {name: list(csv.DictReader((tmp_path / "res" / f"{name}.csv").open()))
+    rows = {name: list(csv.DictReader((res / f"{name}.csv").open()))
             for name in ("00_default", "01_lr")}
     assert len(rows["00_default"]) == 2 and len(rows["01_lr"]) == 4
     shared = [r for r in rows["01_lr"] if r["train.lr"] == "0.01"]
@@ -136,16 +159,16 @@ def test_the_runner_records_every_run_once_and_skips_them_on_rerun(
     for r in rows["01_lr"]:
         assert r["epochs_run"] == "1" and len(r["dev_f1_by_epoch"].split()) == 1
         assert json.loads(r["overrides"])["data.max_sentences"] == 30
-        assert (tmp_path / "res" / r["curve"]).is_file()
+        assert (res / r["curve"]).is_file()
         assert float(r["cpu_seconds"]) > 0
     assert not list((tmp_path / "runs").glob("*/seed*/model.safetensors"))  # weights dropped
-    before = {p.name: p.read_bytes() for p in (tmp_path / "res").glob("*.csv")}
+    before = {p.name: p.read_bytes() for p in res.glob("*.csv")}
     again = _run(d, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert " start " not in again.stdout
     assert "0 runs left" in again.stdout
-    assert {p.name: p.read_bytes() for p in (tmp_path / "res").glob("*.csv")} == before
-    progress = json.loads((tmp_path / "res" / "progress.json").read_text())
+    assert {p.name: p.read_bytes() for p in res.glob("*.csv")} == before
+    progress = json.loads((res / "progress.json").read_text())
     assert progress["runs_trained"] == 4 and progress["rows"] == 6
 
 
