@@ -169,16 +169,24 @@ def _base_text(base: Path) -> str:
 
 
 def run_key(base: Path, overrides: dict[str, Any]) -> str:
-    """The resolved configuration (base file + overrides), seed and threads left out: equal
-    keys are the same run however a sweep spells it (the default's lr 0.002 in a grid)."""
-    raw = tomllib.loads(_base_text(base))
-    for dotted, value in overrides.items():
-        section, key = dotted.split(".")
-        raw.setdefault(section, {})[key] = value
-    raw.get("train", {}).pop("seed", None)
-    raw.get("train", {}).pop("threads", None)
-    flat = {f"{s}.{k}": _norm(v) for s, sec in raw.items() if isinstance(sec, dict)
-            for k, v in sec.items()}
+    """The resolved configuration (rnner's defaults, the base file, the overrides), seed and
+    threads left out: equal keys are the same run however a sweep spells it (the default's lr
+    0.002 in a grid, or model.locked_dropout = false where the base leaves it unset)."""
+    return _resolved(base, json.dumps(overrides, sort_keys=True))
+
+
+@functools.cache
+def _resolved(base: Path, overrides: str) -> str:
+    from rnner.config import Config  # the package's public config loader
+
+    items = [f"{k}={json.dumps(v)}" for k, v in json.loads(overrides).items()]
+    try:
+        raw = Config.load(base, items).to_dict()
+    except ValueError as e:  # ConfigError: a key or value rnner refuses
+        raise StudyError(f"{base} with {overrides}: {e}") from None
+    raw["train"].pop("seed", None)
+    raw["train"].pop("threads", None)
+    flat = {f"{s}.{k}": _norm(v) for s, sec in raw.items() for k, v in sec.items()}
     return json.dumps(flat, sort_keys=True)
 
 
@@ -321,7 +329,9 @@ def combined_overrides(sweeps: list[Sweep], combo: Sweep, results: dict[str, lis
         return None
     chosen: dict[str, Any] = {}
     why: dict[str, Any] = {}
-    default_mean = _mean_dev(results.get(default.name, []))
+    default_rows = results.get(default.name, [])
+    default_id = default_rows[0]["run_id"] if default_rows else None
+    default_mean = _mean_dev(default_rows)
     best_training: tuple[float, Sweep, dict[str, Any]] | None = None
     for s in sources:
         rows = results.get(s.name, [])
@@ -330,12 +340,12 @@ def combined_overrides(sweeps: list[Sweep], combo: Sweep, results: dict[str, lis
             lrows = [r for r in rows if _lkey(_level_of(r)) == _lkey(lv)]
             if len({r["seed"] for r in lrows}) < len(s.seeds):
                 return None  # not complete yet
-            means.append((_mean_dev(lrows), lv))
-        mean, lv = max(means, key=lambda t: t[0])
+            means.append((_mean_dev(lrows), lv, lrows[0]["run_id"] == default_id))
+        mean, lv, is_default = max(means, key=lambda t: t[0])
         if s.group == "training":
             if best_training is None or mean > best_training[0]:
                 best_training = (mean, s, lv)
-        elif default_mean is not None and mean > default_mean:
+        elif not is_default:  # the best level beats the default's level of the same sweep
             chosen.update(lv)
             why[s.name] = {"level": lv, "mean_dev_f1": round(mean, 4)}
     if best_training is not None:

@@ -170,13 +170,22 @@ class Factor:
 def build_factors(levels: dict[str, list[Level]], info: dict[str, SweepInfo],
                   default_id: str | None) -> list[Factor]:
     factors = []
+    reference = next((lv for lv in levels.get("00_default", []) if lv.run_id == default_id),
+                     None)
 
     def default_of(lvs: list[Level]) -> Level | None:
-        return next((lv for lv in lvs if lv.run_id == default_id), None)
+        """The sweep's own default level, or else (the SGD grid) the default's 5 seeds."""
+        own = next((lv for lv in lvs if lv.run_id == default_id), None)
+        if own is None and reference is not None:
+            ref = Level(reference.sweep, {}, reference.run_id, reference.seeds_wanted,
+                        reference.rows, "configs/conll03.toml")
+            lvs.insert(0, ref)
+            return ref
+        return own
 
     for name in GRIDS:
         if name in levels:
-            lvs = levels[name]
+            lvs = list(levels[name])  # default_of may add a reference level
             for lv in lvs:
                 lv.label = ", ".join(f"{short(k)} {fmt(v)}" for k, v in lv.level.items())
             factors.append(Factor(info[name].title if name in info else name, "grid", [name],
@@ -194,7 +203,7 @@ def build_factors(levels: dict[str, list[Level]], info: dict[str, SweepInfo],
     for name in sorted(levels):
         if name.startswith(("00_", "90_", OPTIMIZER_PREFIX)) or name in GRIDS:
             continue
-        lvs = levels[name]
+        lvs = list(levels[name])
         for lv in lvs:
             lv.label = ", ".join(fmt(v) for v in lv.level.values()) or "base"
         factors.append(Factor(info[name].title if name in info else name, "plain", [name], lvs,
@@ -278,9 +287,10 @@ def level_table(f: Factor) -> str:
 
 def grid_table(f: Factor) -> str:
     """Mean dev F1 (seeds) with batch sizes as rows and learning rates as columns."""
-    rates = sorted({lv.level["train.lr"] for lv in f.levels})
-    batches = sorted({lv.level["train.batch_size"] for lv in f.levels})
-    cell = {(lv.level["train.batch_size"], lv.level["train.lr"]): lv for lv in f.levels}
+    grid = [lv for lv in f.levels if "train.lr" in lv.level]
+    rates = sorted({lv.level["train.lr"] for lv in grid})
+    batches = sorted({lv.level["train.batch_size"] for lv in grid})
+    cell = {(lv.level["train.batch_size"], lv.level["train.lr"]): lv for lv in grid}
     lines = ["| batch \\ lr | " + " | ".join(fmt(r) for r in rates) + " |",
              "|---" * (len(rates) + 1) + "|"]
     for b in batches:
@@ -322,6 +332,8 @@ def plot_factor(f: Factor, path: Path) -> None:
         key = "train.batch_size" if f.kind == "grid" else None
         lines: dict[str, list[Level]] = {}
         for lv in f.levels:
+            if "train.lr" not in lv.level:
+                continue  # the reference level of another sweep
             name = (f"batch {lv.level[key]}" if key else lv.label.split(", lr")[0])
             lines.setdefault(name, []).append(lv)
         for name, lvs in lines.items():
@@ -330,6 +342,9 @@ def plot_factor(f: Factor, path: Path) -> None:
                           yerr=[statistics.stdev(lv.dev) if len(lv.rows) > 1 else 0
                                 for lv in lvs], marker="o", capsize=3, label=name)
         left.set_xscale("log")
+        rates = sorted({lv.level["train.lr"] for lvs in lines.values() for lv in lvs})
+        left.minorticks_off()
+        left.set_xticks(rates, [fmt(r) for r in rates], rotation=45, fontsize=7)
         left.set_xlabel("learning rate")
         left.legend(fontsize=7)
         bests = [max(lvs, key=lambda lv: lv.mean_dev) for lvs in lines.values()]

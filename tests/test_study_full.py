@@ -80,6 +80,12 @@ def test_a_grid_point_equal_to_the_default_is_the_same_run(tmp_path: Path) -> No
     ids = {(j.sweep.name, json.dumps(j.level), j.seed): j.rid for j in jobs}
     assert ids[("01_lr", '{"train.lr": 0.01}', 1)] == ids[("00_default", "{}", 1)]  # tiny's lr
     assert ids[("01_lr", '{"train.lr": 0.003}', 1)] != ids[("00_default", "{}", 1)]
+    # a value the base leaves unset, spelled out at rnner's default, is the same run too
+    base = sweeps[0].base
+    assert study.run_key(base, {"model.locked_dropout": False}) == study.run_key(base, {})
+    assert study.run_key(base, {"model.locked_dropout": True}) != study.run_key(base, {})
+    with pytest.raises(study.StudyError, match="model.no_such_key"):
+        study.run_key(base, {"model.no_such_key": 1})
     # seed 1 of every sweep before any seed 2
     assert [j.seed for j in jobs] == [1, 1, 1, 2, 2, 2]
 
@@ -215,9 +221,10 @@ def test_the_page_compares_each_level_with_the_default(tmp_path: Path) -> None:
     assert "| 0.5 (default) | 95.00 ± 1.00 | 91.00 ± 1.00 | ref. |" in text
     assert ("**No level is significantly better than the default**: the best, 0, is +2.00 "
             "dev F1 (p = 0.221)") in text
-    # a level with 2 of its 3... here 2 of 2 seeds is complete; the lr sweep lacks its default
-    assert "0.003 (incomplete" not in text
-    assert "**Incomplete**: 1 of 1 levels" in text  # 01_lr: no default level in it yet
+    # 01_lr lacks the default's values: the default's own runs are its reference row
+    assert "| **configs/conll03.toml (default)** | 95.00 ± 1.00 | 91.00 ± 1.00 | ref. |" in text
+    assert "| 0.003 | 90.50 ± 0.71 | 86.50 ± 0.71 | -4.50 | 0.011 * |" in text
+    assert "**Keep the default (configs/conll03.toml)**" in text
     assert "8 runs trained (11 result rows" in text  # copies of the default are not runs
     assert (res / "10_dropout.png").stat().st_size > 1000
     assert "](../res/10_dropout.png)" in text
