@@ -488,12 +488,21 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
         "grid grows past its edge (factor 2 or 3, up to 2 or 3 steps) wherever a row's best "
         "rate sits at the edge, so that the best rate ends inside the range tried.",
         "",
-        "Reproduce (rerunning skips every run the CSVs hold and resumes interrupted ones):",
+        "Reproduce (rerunning skips every run the CSVs hold, and a run that was stopped "
+        "resumes from its checkpoint in `runs/study-full/`):",
         "",
         "```sh",
-        "python benchmarks/study_full.py --lanes 2      # the runs; --plan prints the queue",
-        "python benchmarks/study_full_page.py           # this page, from docs/study-full/",
+        "python benchmarks/study_full.py --plan                # the queue and the estimate",
+        "python benchmarks/study_full.py --lanes 2 --commit    # the runs, one core each; each "
+        "result committed",
+        "python benchmarks/study_full_page.py                  # this page, from docs/study-full/",
         "```",
+        "",
+        "Each finished run is one row of `docs/study-full/SWEEP.csv` (configuration values, "
+        "seed, best epoch, dev and test F1, the dev F1 of every epoch, CPU and wall seconds, "
+        "machine, commit) and its per-epoch log is in `docs/study-full/curves/`. The queue "
+        "takes seed 1 of every level first, then seed 2, then seed 3, so an unfinished study "
+        "already covers every level once.",
         "",
         "## Overview",
         "",

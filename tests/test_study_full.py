@@ -7,8 +7,10 @@ import csv
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -241,3 +243,42 @@ def test_a_level_short_of_seeds_is_marked_and_never_judged(tmp_path: Path) -> No
     text = page.write_page(res, d, tmp_path / "page.md", res).read_text()
     assert "| 0 (incomplete: 2 of 3 seeds) | 96.00 ± 1.41 |" in text
     assert "**Incomplete**: 1 of 2 levels have all their seeds" in text
+
+
+def test_a_stopped_study_resumes_its_run_to_the_uninterrupted_result(
+        tmp_path: Path, conll_dir: Path) -> None:
+    cfg = tiny_sections(data={"data_dir": str(conll_dir.parent), "max_sentences": 200})
+    (tmp_path / "tiny.toml").write_text(to_toml(cfg))
+    d = tmp_path / "sweeps"
+    d.mkdir()
+    (d / "study.toml").write_text('[set]\n"train.epochs" = 4\n"train.threads" = 1\n')
+    (d / "00_default.toml").write_text('base = "../tiny.toml"\nseeds = [1]\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, str(REPO / "benchmarks" / "study_full.py"), "--sweeps", str(d),
+           "--results", str(tmp_path / "res"), "--runs", str(tmp_path / "runs"), "--lanes", "1",
+           "--rnner", f"{sys.executable} -m rnner.cli"]
+    study_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "runs").glob("*/seed1/log.jsonl")):  # one epoch done
+        assert time.monotonic() < deadline and study_proc.poll() is None
+        time.sleep(0.5)
+    study_proc.send_signal(signal.SIGTERM)
+    out, _ = study_proc.communicate(timeout=120)
+    assert study_proc.returncode == 130, out
+    assert "stopped 00_default [base] seed 1" in out
+    assert not (tmp_path / "res" / "00_default.csv").exists()
+    run = next((tmp_path / "runs").glob("*/seed1"))
+    assert (run / "checkpoint.safetensors").is_file() and not (run / "metrics.json").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"train --resume {run} --quiet" in (run / "train.log").read_text()
+    row = next(csv.DictReader((tmp_path / "res" / "00_default.csv").open()))
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, "-m", "rnner.cli", "train", str(tmp_path / "tiny.toml"),
+                    "--output", str(ref), "--quiet", "--seed", "1", "--set", "train.epochs=4"],
+                   check=True, env=env, capture_output=True, timeout=300)
+    metrics = json.loads((ref / "metrics.json").read_text())
+    assert row["dev_f1"] == f"{100 * metrics['dev']['entity']['f1']:.4f}"
+    assert row["test_f1"] == f"{100 * metrics['test']['entity']['f1']:.4f}"
+    assert json.loads((run / "study.json").read_text())["segments"] == 2
