@@ -217,14 +217,21 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def append_row(path: Path, cols: list[str], row: dict[str, Any]) -> None:
-    """Rewrite the CSV with one more row, atomically: a kill leaves the old file or the new."""
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    """Rewrite the CSV with one more row, atomically: a kill leaves the old file or the new.
+    A file written with other columns (an older version of this script) is rewritten with
+    the union of both, so no value lands under another column's name."""
+    old = read_rows(path)
+    header = list(cols)
+    if old:
+        with path.open(newline="", encoding="utf-8") as f:
+            first = next(csv.reader(f))
+        header = first + [c for c in cols if c not in first]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    if not old:
-        w.writeheader()
-    w.writerow({c: row.get(c, "") for c in cols})
-    write_text(path, old + buf.getvalue())
+    w = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in [*old, {c: row.get(c, "") for c in cols}]:
+        w.writerow(r)
+    write_text(path, buf.getvalue())
 
 
 # --- the queue ------------------------------------------------------------------------------

@@ -114,6 +114,13 @@ def test_a_bad_sweep_file_is_one_line_naming_it(tmp_path: Path) -> None:
         study.read_sweep(bad)
 
 
+def test_a_row_with_a_new_column_keeps_the_old_rows_aligned(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    study.append_row(path, ["a", "b"], {"a": 1, "b": 2})
+    study.append_row(path, ["a", "c", "b"], {"a": 3, "b": 4, "c": 5})
+    assert path.read_text() == "a,b,c\n1,2,\n3,4,5\n"
+
+
 # --- the runner on tiny data ------------------------------------------------------------------
 
 
