@@ -422,9 +422,11 @@ def estimate(sweeps: list[Sweep], jobs: list[Job], results: dict[str, list[dict[
     measured = epoch_model(sweeps, results)
     done = sum(float(r["cpu_seconds"] or 0) for rows in results.values() for r in rows
                if r["trained_for"] == r["sweep"])
+    trained = {(r["run_id"], int(r["seed"])) for rows in results.values() for r in rows}
     unique: dict[tuple[str, int], Job] = {}
-    for j in jobs:
-        unique.setdefault((j.rid, j.seed), j)
+    for j in jobs:  # a run another sweep trained is only a row to copy: not a run left
+        if (j.rid, j.seed) not in trained:
+            unique.setdefault((j.rid, j.seed), j)
     left = sum(epochs * seconds_per_epoch(j.batch_size, measured) for j in unique.values())
     return {
         "runs_trained": sum(r["trained_for"] == r["sweep"] for rows in results.values()

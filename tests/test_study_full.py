@@ -92,6 +92,19 @@ def test_a_grid_point_equal_to_the_default_is_the_same_run(tmp_path: Path) -> No
     assert [j.seed for j in jobs] == [1, 1, 1, 2, 2, 2]
 
 
+def test_a_run_to_copy_is_not_counted_as_a_run_left(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(to_toml(tiny_sections()))
+    shared, sweeps = study.read_sweeps(_sweeps(tmp_path))
+    rid = study.build_queue(shared, {}, sweeps, {}, tmp_path)[0].rid  # the default's
+    results = {"00_default": [
+        {**_row("00_default", {}, seed, 90.0), "run_id": rid, "cpu_seconds": "100"}
+        for seed in (1, 2)]}
+    jobs = study.build_queue(shared, {}, sweeps, results, tmp_path)
+    assert len(jobs) == 4  # 01_lr: lr 0.003 to train, lr 0.01 (the default's) to copy
+    est = study.estimate(sweeps, jobs, results, 1)
+    assert est["runs_left"] == 2 and est["runs_trained"] == 2
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "tiny.toml").write_text(to_toml(tiny_sections()))
     _, sweeps = study.read_sweeps(_sweeps(tmp_path))
