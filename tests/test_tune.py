@@ -287,6 +287,26 @@ def test_interrupted_trial_is_retried_and_resumes_to_the_uninterrupted_result(
     assert not (out / "trials" / "0001" / "seed-1" / "checkpoint.safetensors").exists()
 
 
+def test_a_sweep_over_train_on_dev_trains_each_level_on_its_own_data(tmp_path, monkeypatch):
+    """Corpora are cached per worker; the cache key must hold every data field that changes
+    what load_corpus reads, or every trial trains on the first trial's data."""
+    import rnner.train
+
+    grid = TINY.split("[sampler]")[0] + (
+        '"train.select" = "last"\n[sampler]\ntype = "grid"\n'
+        '[search."data.train_on_dev"]\nchoices = [false, true]\n')
+    real_fit = rnner.train.fit
+    seen: dict[bool, int] = {}
+
+    def counting_fit(cfg, output, corpus=None, **kw):
+        seen[cfg.data.train_on_dev] = len(corpus.train)
+        return real_fit(cfg, output, corpus=corpus, **kw)
+
+    monkeypatch.setattr(rnner.train, "fit", counting_fit)
+    assert tune(write(tmp_path, grid), output=tmp_path / "out", quiet=True)["finished"] == 2
+    assert seen == {False: 3, True: 6}  # small.txt holds 3 sentences; dev is small.txt too
+
+
 def test_main_tune_reports_a_bad_sweep_in_one_line(tmp_path, capsys):
     path = write(tmp_path, '[search."train.lrr"]\nchoices = [0.1]\n')
     assert main_tune([str(path), "--output", str(tmp_path / "out")]) == 2

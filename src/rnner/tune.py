@@ -766,9 +766,11 @@ class _Objective:
     def _corpus(self, cfg: Config) -> Corpus:
         from .train import load_corpus
 
-        d = cfg.data
-        key = json.dumps([d.train, d.dev, d.test, d.dataset, d.data_dir, d.word_column,
-                          d.tag_column, d.max_sentences])
+        # Keyed on the whole data section, not a hand-picked list of the fields load_corpus
+        # reads: a list left out train_on_dev and train_trust, so a sweep over either trained
+        # every trial on the first trial's data. A field that does not change the corpus
+        # (scheme, lowercase) only costs a reload.
+        key = json.dumps(dataclasses.asdict(cfg.data), sort_keys=True)
         if key not in self.corpora:
             self.corpora[key] = load_corpus(cfg)
         return self.corpora[key]
