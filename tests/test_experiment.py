@@ -58,7 +58,7 @@ def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_pa
                                                   monkeypatch):
     # Sharing the cores out among workers must not override an explicit train.threads: two
     # 2-thread runs on 2 cores crawled at a tenth of their speed.
-    monkeypatch.setattr("rnner.experiment.os.cpu_count", lambda: 8)
+    monkeypatch.setattr("rnner.multirun.pool.cpu_count", lambda: 8)
     config = write_config(data={"max_sentences": 40}, train={"epochs": 1})
     out = tmp_path / "exp"
     assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",

@@ -7,13 +7,8 @@ by several tenths of a point with the seed alone (Reimers & Gurevych, 2017).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
-import multiprocessing
-import os
-import signal
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +16,11 @@ from typing import Any
 
 from . import checkpoint, files
 from .config import Config, ConfigError
+from .multirun import pool
 
 
 class SeedInterrupted(Exception):
-    """A seed's training stopped by SIGINT/SIGTERM after writing its checkpoint."""
+    """Seeds stopped by SIGINT/SIGTERM after writing their checkpoints (or never started)."""
 
 
 def _seed_config(config_path: str | Path, overrides: list[str], seed: int,
@@ -32,53 +28,17 @@ def _seed_config(config_path: str | Path, overrides: list[str], seed: int,
     return Config.load(config_path, [*overrides, f"train.seed={seed}", f"train.threads={threads}"])
 
 
-_idle = threading.Event()  # in a worker: no seed is training
-_stop: Any = None  # in a worker: the experiment's "stop now" event
-
-
-def _worker_init(stop: Any) -> None:
-    """In each worker: stop the seed in training, as Ctrl-C would, when the experiment asks
-    (`stop` is set: it was interrupted) or is gone (it was killed; the worker then exits).
-
-    Killing the experiment process would otherwise leave its workers training as orphans, or
-    waiting forever for their next seed; a SIGINT sent to it alone (`kill -INT`, where Ctrl-C
-    signals the whole process group) would leave it waiting for them to finish.
-    """
-    global _stop
-    _stop = stop
-    parent = os.getppid()
-    _idle.set()
-    # Outside the training loop's own handler (a seed still loading its data), SIGTERM raises
-    # KeyboardInterrupt, so that seed ends as interrupted instead of taking the worker down.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-    def watch() -> None:
-        while os.getppid() == parent and not stop.is_set():
-            time.sleep(0.5)
-        if not _idle.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)  # a training seed checkpoints and stops
-        if os.getppid() != parent:
-            _idle.wait()
-            os._exit(130)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
              threads: int, resume: bool) -> dict[str, Any]:
+    """One seed, in a pool worker; a stop (SIGINT/SIGTERM) leaves its checkpoint."""
     from .training import Interrupted, fit
 
-    _idle.clear()
+    cfg = _seed_config(config_path, overrides, seed, threads)
+    t0 = time.perf_counter()
     try:
-        if _stop is not None and _stop.is_set():  # queued before the experiment was stopped
-            raise SeedInterrupted(f"seed {seed}")
-        cfg = _seed_config(config_path, overrides, seed, threads)
-        t0 = time.perf_counter()
         metrics = fit(cfg, output, progress=False, resume=resume)
-    except (Interrupted, KeyboardInterrupt):  # Interrupted takes a path: it would not unpickle
-        raise SeedInterrupted(f"seed {seed}") from None
-    finally:
-        _idle.set()
+    except Interrupted:  # it takes a path and would not unpickle in the parent
+        raise pool.Stopped from None
     return {"seed": seed, "output": output, "wall_seconds": round(time.perf_counter() - t0, 1),
             **metrics}
 
@@ -168,12 +128,11 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
     interrupted ones resume from their checkpoints. `on_done` sees each run as it finishes.
     Raises SeedInterrupted once every run has finished or stopped, if any stopped.
     """
-    cores = os.cpu_count() or 1
-    workers = workers or max(1, min(len(jobs), cores))
+    workers = workers or max(1, min(len(jobs), pool.cpu_count()))
     # The cores are shared out among the workers unless the config or --set fixes
     # train.threads: more threads than cores makes every run crawl.
     first = jobs[0][0] if jobs else []
-    threads = Config.load(config_path, first).train.threads or max(1, cores // workers)
+    threads = Config.load(config_path, first).train.threads or pool.share_cores(workers)
     runs: list[dict[str, Any]] = []
     todo = []
     for overrides, seed, run_dir in jobs:
@@ -184,38 +143,22 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
             runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
         else:
             cfg = _seed_config(config_path, overrides, seed, threads)
-            todo.append((overrides, seed, run_dir, _resumable(run_dir, cfg)))
+            todo.append((config_path, overrides, seed, str(run_dir), threads,
+                         _resumable(run_dir, cfg)))
     if not todo:
         return runs
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    stopped: list[str] = []
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                initargs=(stop,)) as pool:
-        futures = {pool.submit(_run_one, config_path, overrides, seed, str(run_dir), threads,
-                               resume): seed for overrides, seed, run_dir, resume in todo}
-        pending = set(futures)
-        while pending:
-            try:
-                for fut in cf.as_completed(pending):
-                    pending.discard(fut)
-                    if fut.cancelled() or (stop.is_set() and fut.exception() is not None):
-                        stopped.append(f"seed {futures[fut]}")  # or a broken pool
-                        continue
-                    try:
-                        r = fut.result()
-                    except SeedInterrupted as e:
-                        stopped.append(str(e))
-                        continue
-                    runs.append(r)
-                    if on_done is not None:
-                        on_done(r)
-            except KeyboardInterrupt:  # to this process: every seed checkpoints and stops
-                stop.set()
-                for fut in pending:
-                    fut.cancel()
-    if stopped or stop.is_set():  # a seed that finished as we stopped is on disk, not here
-        raise SeedInterrupted(f"interrupted ({', '.join(sorted(stopped)) or 'between seeds'}); "
+
+    def done(index: int, r: dict[str, Any]) -> None:
+        runs.append(r)
+        if on_done is not None:
+            on_done(r)
+
+    outcome = pool.run(_run_one, todo, workers, threads, on_result=done)
+    if outcome.errors:
+        raise outcome.errors[0][1]
+    if outcome.stopped or outcome.interrupted:  # a seed that finished as we stopped is on disk
+        stopped = ", ".join(sorted(f"seed {todo[i][2]}" for i in outcome.stopped))
+        raise SeedInterrupted(f"interrupted ({stopped or 'between seeds'}); "
                               "rerun the same command to resume")
     return runs
 
