@@ -24,7 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnner.report import Group, groups, load_study, optimizer_label, resolve, search_keys
+from rnner import files
+from rnner.report import (
+    Group,
+    groups,
+    load_study,
+    merge,
+    optimizer_label,
+    pm,
+    pyplot,
+    resolve,
+    save_figure,
+    search_keys,
+    state_counts,
+)
 
 ALPHA = 0.05
 DEFAULT = "00_default"
@@ -114,14 +127,6 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     return Comparison(diff, p, p < ALPHA)
 
 
-def pm(xs: Sequence[float]) -> str:
-    """F1 in points, mean ± sample std."""
-    if not xs:
-        return "–"
-    mean = 100 * statistics.fmean(xs)
-    return f"{mean:.2f}" if len(xs) < 2 else f"{mean:.2f} ± {100 * statistics.stdev(xs):.2f}"
-
-
 # --- reading the studies ----------------------------------------------------------------------
 
 
@@ -150,10 +155,9 @@ def read_sweeps(runs: Path) -> dict[str, Sweep]:
     for d in sorted(p for p in runs.iterdir() if (p / "study.db").is_file()):
         url, name, _ = resolve(str(d))
         study = load_study(url, name)
-        counts: dict[str, int] = {}
+        counts = state_counts(study)
         starts, ends = [], []
         for t in study.get_trials(deepcopy=False):
-            counts[t.state.name] = counts.get(t.state.name, 0) + 1
             if t.datetime_start and t.datetime_complete:
                 starts.append(t.datetime_start)
                 ends.append(t.datetime_complete)
@@ -161,18 +165,6 @@ def read_sweeps(runs: Path) -> dict[str, Sweep]:
         out[d.name] = Sweep(d.name, d, search_keys(study), groups(study), counts,
                             study.user_attrs.get("sweep", {}), span)
     return out
-
-
-def merge(rows: Sequence[Group]) -> list[Group]:
-    """Pool groups of equal configuration from several studies (a seed counts once)."""
-    out: dict[str, Group] = {}
-    for g in rows:
-        m = out.setdefault(g.config_id, Group(g.config_id, g.config))
-        m.trials += g.trials
-        m.active |= g.active
-        seen = {r["seed"] for r in m.runs}
-        m.runs += [r for r in g.runs if r["seed"] not in seen]
-    return list(out.values())
 
 
 # --- factors ----------------------------------------------------------------------------------
@@ -306,15 +298,6 @@ def _p_words(c: Comparison) -> str:
 # --- plots ------------------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _curve(g: Group) -> tuple[list[int], list[float]]:
     curves = [r["dev_curve"] for r in g.runs if r.get("dev_curve")]
     if not curves:
@@ -326,7 +309,7 @@ def _curve(g: Group) -> tuple[list[int], list[float]]:
 
 def plot_factor(f: Factor, path: Path) -> None:
     """Left: dev and test F1 per level (mean ± std, seeds as dots); right: mean dev curves."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6),
                                       gridspec_kw={"width_ratios": [3, 2]})
     if f.is_lr:
@@ -351,9 +334,7 @@ def plot_factor(f: Factor, path: Path) -> None:
     right.grid(alpha=0.3)
     right.legend(fontsize=7)
     fig.suptitle(f.title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _dots(ax: Any, x: float, ys: Sequence[float], color: Any) -> None:
@@ -405,7 +386,7 @@ def _lr_panel(ax: Any, f: Factor) -> None:
 
 
 def plot_baselines(rows: list[tuple[str, Group]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     xs = list(range(len(rows)))
     for offset, split, color in ((-0.12, "dev", "C0"), (0.12, "test", "C1")):
@@ -430,9 +411,7 @@ def plot_baselines(rows: list[tuple[str, Group]], path: Path) -> None:
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
     fig.suptitle("Seed baseline, default and the study's best configuration")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -700,7 +679,7 @@ def write_page(runs: Path, output: Path, command: str) -> Path:
            "- Dev and test are subsets of their splits, so F1 differences of a point or less "
            "are within the noise of the test set as well as of the seeds.", ""]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(md), encoding="utf-8")
+    files.write_text(output, "\n".join(md))
     return output
 
 

@@ -338,62 +338,6 @@ def test_two_workers_share_one_journal_file(tmp_path):
     assert len({t.user_attrs["worker"]["pid"] for t in complete}) == 2  # both took trials
 
 
-# --- the report, on a study made by hand -----------------------------------------------------
-
-
-def _made_trial(optimizer, lr, cell, seed, dev, test, momentum=0.0):
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
-    cfg = Config.from_dict({"train": {"optimizer": optimizer, "lr": lr, "seed": seed,
-                                      "momentum": momentum}, "model": {"cell": cell}})
-    from rnner.tune import config_id
-
-    params = {"train.optimizer": optimizer, f"train.lr@{optimizer}": lr, "model.cell": cell}
-    dists = {"train.optimizer": CategoricalDistribution(["sgd", "adam"]),
-             f"train.lr@{optimizer}": FloatDistribution(1e-4, 1.0, log=True),
-             "model.cell": CategoricalDistribution(["gru", "lstm"])}
-    if optimizer == "sgd":
-        params["train.momentum"] = momentum
-        dists["train.momentum"] = CategoricalDistribution([0.0, 0.9])
-    curve = [dev / 2, dev]
-    run = {"seed": seed, "dev_f1": dev, "test_f1": test, "best_epoch": 2, "epochs_run": 2,
-           "seconds": 10.0 * (1 + lr), "dev_curve": curve}
-    return optuna.trial.create_trial(
-        params=params, distributions=dists, value=dev,
-        user_attrs={"config": cfg.to_dict(), "config_id": config_id(cfg), "runs": [run],
-                    "seeds": [seed], "dev_f1_per_epoch": [curve]})
-
-
-def test_report_pools_seeds_ranks_by_dev_and_plots_what_varies(tmp_path):
-    study = optuna.create_study(direction="maximize")
-    study.set_user_attr("sweep", {"search": [
-        {"name": "train.optimizer", "key": "train.optimizer"},
-        {"name": "train.momentum", "key": "train.momentum"},
-        {"name": "train.lr@sgd", "key": "train.lr", "log": True},
-        {"name": "train.lr@adam", "key": "train.lr", "log": True},
-        {"name": "model.cell", "key": "model.cell"}]})
-    made = [("sgd", 0.1, "lstm", 1, 0.80, 0.70, 0.9), ("sgd", 0.1, "lstm", 2, 0.84, 0.60, 0.9),
-            ("adam", 0.001, "gru", 1, 0.81, 0.99, 0.0), ("sgd", 0.01, "gru", 1, 0.50, 0.40, 0.0),
-            ("adam", 0.01, "lstm", 1, 0.70, 0.65, 0.0)]
-    for o, lr, cell, seed, dev, test, mom in made:
-        study.add_trial(_made_trial(o, lr, cell, seed, dev, test, mom))
-    rows = groups(study)
-    # Seeds 1 and 2 of the same configuration are one row; the test F1 of 0.99 does not rank.
-    assert [(g.trials, len(g.runs)) for g in rows] == [([0, 1], 2), ([2], 1), ([4], 1), ([3], 1)]
-    assert rows[0].dev_mean == pytest.approx(0.82)
-    assert rows[0].optimizer() == "sgd+momentum" and rows[3].optimizer() == "sgd"
-    md = report(study, tmp_path).read_text()
-    assert "| 1 | 0 1 | sgd | 0.9 | 0.1 | lstm | 82.00 ± 2.83 | 65.00 ± 7.07 | 2 |" in md
-    assert "| 2 | 2 | adam | – | 0.001 | gru | 81.00 | 99.00 | 1 |" in md
-    assert "| parameter | importance |" in md
-    for name in ("learning_curves.png", "f1_vs_time.png", "lr_by_optimizer.png",
-                 "optimizers.png", "params.png"):
-        assert (tmp_path / name).read_bytes().startswith(PNG), name
-        assert f"]({name})" in md
-    assert not (tmp_path / "batch_size.png").exists()
-    assert json.loads((tmp_path / "best_config.json").read_text())["train"]["momentum"] == 0.9
-
-
 # --- the smoke sweep, end to end --------------------------------------------------------------
 
 

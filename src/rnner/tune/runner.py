@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import files
 from ..multirun import pool
 from .backend import (
     HEARTBEAT_SECONDS,
@@ -141,7 +142,7 @@ def prepare(sweep: Sweep, storage: str, study_name: str, output: Path) -> None:
         raise SweepError("output", f"{output} holds the trials of study "
                                    f"{owner.read_text().strip()!r}; use another --output for "
                                    f"study {study_name!r}", sweep.path)
-    owner.write_text(study_name + "\n")
+    files.write_text(owner, study_name + "\n")
     study = optuna.create_study(storage=open_storage(storage), study_name=study_name,
                                 direction="maximize", load_if_exists=True)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:

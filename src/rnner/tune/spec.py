@@ -43,7 +43,7 @@ class SweepError(ConfigError):
     def __init__(self, key: str, message: str, path: str | Path | None = None):
         super().__init__(key, message)
         where = f"sweep {path}: " if path else "sweep: "
-        ValueError.__init__(self, f"{where}{key}: {message}")
+        self.args = (f"{where}{key}: {message}",)
 
 
 # --- config keys ------------------------------------------------------------------------------
