@@ -22,11 +22,19 @@ from typing import Any
 import numpy as np
 
 from . import files
-from .config import Config
+from .config import Config, ConfigError
 from .conll import Sentence, write_conll
 from .experiment import train_runs
 from .metrics import entity_scores
 from .tags import conlleval_chunks
+
+
+class CrossWeighError(ConfigError):
+    """Bad crossweigh options or output directory; the message is one line."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(key, message)
+        self.args = (message,)  # the option names itself: no `config KEY:` prefix
 
 
 def assign_folds(doc_ids: Sequence[int], folds: int, seed: int) -> list[int]:
@@ -77,21 +85,22 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     from .predict import Tagger
 
     if folds < 2:
-        raise ValueError(f"--folds must be at least 2, not {folds}")
+        raise CrossWeighError("folds", f"--folds must be at least 2, not {folds}")
     if iterations < 1:
-        raise ValueError(f"--iterations must be at least 1, not {iterations}")
+        raise CrossWeighError("iterations", f"--iterations must be at least 1, not {iterations}")
     if not 0 < eps < 1:
-        raise ValueError(f"--eps must be in (0, 1), not {eps}")
+        raise CrossWeighError("eps", f"--eps must be in (0, 1), not {eps}")
     out = Path(output)
     overrides = list(overrides)
     cfg = Config.load(config_path, overrides)
     if cfg.data.train_on_dev or cfg.data.train_trust:
-        raise ValueError("crossweigh splits the training file alone: unset data.train_on_dev "
-                         "and data.train_trust")
+        raise CrossWeighError("data", "crossweigh splits the training file alone: unset "
+                                      "data.train_on_dev and data.train_trust")
     if (cfg.data.word_column, cfg.data.tag_column) != (0, -1):
         # The fold files hold two columns, token and tag, read like the dev file.
-        raise ValueError("crossweigh needs the word in the first column and the tag in the "
-                         "last (data.word_column = 0, data.tag_column = -1)")
+        raise CrossWeighError("data", "crossweigh needs the word in the first column and the "
+                                      "tag in the last (data.word_column = 0, "
+                                      "data.tag_column = -1)")
     corpus = load_corpus(cfg)
     sents = corpus.train
     entities = [entity_words(s) for s in sents]
@@ -102,8 +111,9 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     saved = out / "settings.json"
     out.mkdir(parents=True, exist_ok=True)
     if saved.is_file() and json.loads(saved.read_text()) != settings:
-        raise ValueError(f"{out} holds a crossweigh run of other settings (config, --folds "
-                         "or --iterations): remove it, or give another --output")
+        raise CrossWeighError("output", f"{out} holds a crossweigh run of other settings "
+                                        "(config, --folds or --iterations): remove it, or give "
+                                        "another --output")
     files.write_json(saved, settings)
     plan = []
     for it in range(1, iterations + 1):
