@@ -185,6 +185,16 @@ def test_bad_sweeps_fail_with_the_key_named(tmp_path, text, message):
     assert str(tmp_path / "sweep.toml") in str(info.value)
 
 
+def test_reading_a_sweep_imports_neither_optuna_nor_torch(tmp_path):
+    """The sweep spec is checked (and `rnner --help` runs) without the heavy libraries."""
+    path = write(tmp_path, CONDITIONAL)
+    code = (f"import sys; from rnner.tune import load_sweep; load_sweep({str(path)!r}); "
+            "print(sorted({'optuna', 'torch'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "[]\n"
+
+
 def test_grid_target_is_the_grid_and_caps_trials(tmp_path):
     text = ('[sampler]\ntype = "grid"\n[search."train.lr"]\nchoices = [0.1, 0.2]\n'
             '[search."model.layers"]\ntype = "int"\nlow = 1\nhigh = 3\n')

@@ -82,7 +82,6 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     """Train the fold models, tag their held-out folds, and write OUTPUT/trust.tsv and
     OUTPUT/summary.json. Rerunning the same command skips finished fold models."""
     from .pipeline import load_corpus
-    from .predict import Tagger
 
     if folds < 2:
         raise CrossWeighError("folds", f"--folds must be at least 2, not {folds}")
@@ -115,17 +114,8 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
                                         "(config, --folds or --iterations): remove it, or give "
                                         "another --output")
     files.write_json(saved, settings)
-    plan = []
-    for it in range(1, iterations + 1):
-        fold_of = assign_folds([s.doc_id for s in sents], folds, cfg.train.seed * 1000 + it)
-        for fold in range(folds):
-            train_idx, held_idx = fold_split(entities, fold_of, fold)
-            folder = out / f"split{it}" / f"fold{fold + 1}"
-            folder.mkdir(parents=True, exist_ok=True)
-            train_file = folder / "train.txt"
-            if not train_file.is_file():
-                write_conll(train_file, [sents[i] for i in train_idx])
-            plan.append((folder, train_file, train_idx, held_idx))
+    plan = _write_folds(out, sents, entities, folds, iterations, cfg.train.seed)
+
     def report(r: dict[str, Any]) -> None:
         print(f"{r['output']}: dev F1 {100 * r['dev']['entity']['f1']:.2f} "
               f"({r['wall_seconds']:.0f} s)", flush=True)
@@ -134,20 +124,7 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
              folder / "run") for folder, train_file, _, _ in plan]
     train_runs(config_path, jobs, workers, report)
 
-    counts = [0] * len(sents)
-    per_fold = []
-    for folder, _, train_idx, held_idx in plan:
-        tagger = Tagger.load(folder / "run")
-        held = [sents[i] for i in held_idx]
-        pred = tagger.tag([s.tokens for s in held], doc_ids=[s.doc_id for s in held])
-        flags = [disagrees(s.tags or (), p) for s, p in zip(held, pred, strict=True)]
-        for i, flag in zip(held_idx, flags, strict=True):
-            counts[i] += flag
-        f1 = entity_scores([list(s.tags or ()) for s in held], pred).f1
-        metrics = json.loads((folder / "run" / "metrics.json").read_text())
-        per_fold.append({"run": str(folder / "run"), "train_sentences": len(train_idx),
-                         "held_out_sentences": len(held_idx), "held_out_f1": round(f1, 4),
-                         "dev_f1": metrics["dev"]["entity"]["f1"], "flagged": int(sum(flags))})
+    counts, per_fold = _flag_held_out(plan, sents)
     files.write_text(out / "trust.tsv", trust_text(sents, counts, eps, corpus.paths["train"]))
     summary = {
         "config": str(config_path), "overrides": overrides, "folds": folds,
@@ -163,6 +140,48 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     files.write_json(out / "summary.json", summary)
     files.write_text(out / "summary.md", markdown(summary))
     return summary
+
+
+Plan = list[tuple[Path, Path, list[int], list[int]]]  # folder, its train file, train, held
+
+
+def _write_folds(out: Path, sents: Sequence[Sentence],
+                 entities: Sequence[set[tuple[str, ...]]], folds: int, iterations: int,
+                 seed: int) -> Plan:
+    """Each split's fold folders with the fold model's training file (kept if there)."""
+    plan = []
+    for it in range(1, iterations + 1):
+        fold_of = assign_folds([s.doc_id for s in sents], folds, seed * 1000 + it)
+        for fold in range(folds):
+            train_idx, held_idx = fold_split(entities, fold_of, fold)
+            folder = out / f"split{it}" / f"fold{fold + 1}"
+            folder.mkdir(parents=True, exist_ok=True)
+            train_file = folder / "train.txt"
+            if not train_file.is_file():
+                write_conll(train_file, [sents[i] for i in train_idx])
+            plan.append((folder, train_file, train_idx, held_idx))
+    return plan
+
+
+def _flag_held_out(plan: Plan, sents: Sequence[Sentence]) -> tuple[list[int], list[dict]]:
+    """Times each sentence was flagged by the models that held it out, and each model's row."""
+    from .predict import Tagger
+
+    counts = [0] * len(sents)
+    per_fold = []
+    for folder, _, train_idx, held_idx in plan:
+        tagger = Tagger.load(folder / "run")
+        held = [sents[i] for i in held_idx]
+        pred = tagger.tag([s.tokens for s in held], doc_ids=[s.doc_id for s in held])
+        flags = [disagrees(s.tags or (), p) for s, p in zip(held, pred, strict=True)]
+        for i, flag in zip(held_idx, flags, strict=True):
+            counts[i] += flag
+        f1 = entity_scores([list(s.tags or ()) for s in held], pred).f1
+        metrics = json.loads((folder / "run" / "metrics.json").read_text())
+        per_fold.append({"run": str(folder / "run"), "train_sentences": len(train_idx),
+                         "held_out_sentences": len(held_idx), "held_out_f1": round(f1, 4),
+                         "dev_f1": metrics["dev"]["entity"]["f1"], "flagged": int(sum(flags))})
+    return counts, per_fold
 
 
 def markdown(summary: dict[str, Any]) -> str:

@@ -18,16 +18,17 @@ the caller sees it in `Outcome.stopped`, and reruns resume from the checkpoints.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import concurrent.futures as cf
 
 WATCH_SECONDS = 0.5  # how often a worker checks its parent and the stop event
 
@@ -127,6 +128,9 @@ def run(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int,
     `Outcome.errors`; a worker that dies abruptly (out of memory) breaks the pool, which then
     stops the other workers with SIGTERM (they checkpoint) and fails their jobs too.
     """
+    import concurrent.futures as cf  # here, not at import: `rnner --help` stays fast
+    import multiprocessing
+
     outcome = Outcome()
     if not jobs:
         return outcome
