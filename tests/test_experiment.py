@@ -131,7 +131,7 @@ def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, w
     out = tmp_path / "exp"
     parent, workers = _experiment_training(config, out, seeds=1, workers=1)
     assert workers
-    parent.send_signal(signal.SIGTERM)  # the experiment process dies at once
+    parent.send_signal(signal.SIGTERM)  # the pool stops its seeds, as SIGINT would
     parent.wait(timeout=30)
     wait_gone(workers, 60)
     assert (out / "seed1" / "checkpoint.safetensors").is_file()
