@@ -39,6 +39,18 @@ def save_figure(fig: Any, path: Path, dpi: int = 110) -> str:
     return path.name
 
 
+def _finish(fig: Any, ax: Axes, path: Path, xlabel: str, ylabel: str, title: str,
+            grid: str = "major", legend: bool = True) -> str:
+    """Labels, grid and legend of a one-panel plot, then `save_figure`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which=grid)
+    if legend:
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def _varies(rows: list[Group], key: str) -> bool:
     return len({json.dumps(g.value(key)) for g in rows if key in g.active}) > 1
 
@@ -66,12 +78,8 @@ def plot_curves(rows: list[Group], path: Path) -> str:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev entity F1")
-    ax.set_title("Learning curves of the best configurations (mean over seeds, min–max band)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, ax, path, "epoch", "dev entity F1",
+                   "Learning curves of the best configurations (mean over seeds, min–max band)")
 
 
 def plot_time(rows: list[Group], path: Path) -> str:
@@ -91,13 +99,8 @@ def plot_time(rows: list[Group], path: Path) -> str:
     secs = [g.mean("seconds") or 0.0 for g in rows]
     if min(secs) > 0 and max(secs) / min(secs) > 10:
         ax.set_xscale("log")
-    ax.set_xlabel("wall time per seed (s)")
-    ax.set_ylabel("dev entity F1 (mean ± std over seeds)")
-    ax.set_title("Accuracy against training time")
-    ax.grid(alpha=0.3)
-    if by_opt:
-        ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, ax, path, "wall time per seed (s)", "dev entity F1 (mean ± std over seeds)",
+                   "Accuracy against training time", legend=by_opt)
 
 
 def plot_lr(rows: list[Group], path: Path) -> str:
@@ -114,12 +117,8 @@ def plot_lr(rows: list[Group], path: Path) -> str:
         errs = [100 * statistics.stdev(g.dev) if len(g.dev) > 1 else 0.0 for g in sel]
         ax.errorbar(xs, ys, yerr=errs, fmt="o", ms=4, capsize=2, color=colors[lab], label=lab)
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("dev entity F1 (mean ± std over seeds)")
-    ax.set_title("Dev F1 against learning rate, per optimizer")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, ax, path, "learning rate", "dev entity F1 (mean ± std over seeds)",
+                   "Dev F1 against learning rate, per optimizer", grid="both")
 
 
 def plot_batch(rows: list[Group], path: Path) -> str:
@@ -140,12 +139,8 @@ def plot_batch(rows: list[Group], path: Path) -> str:
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.minorticks_off()
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("dev entity F1")
-    ax.set_title("Dev F1 by batch size")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, ax, path, "batch size", "dev entity F1", "Dev F1 by batch size",
+                   grid="both")
 
 
 def plot_optimizers(rows: list[Group], path: Path) -> str:
