@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from rnner.config import Config, ConfigError
 from rnner.report import groups, importances, report
-from rnner.train import fit
+from rnner.training import fit
 from rnner.tune import (
     SweepError,
     build_sampler,
@@ -262,11 +262,11 @@ def test_resume_runs_only_the_missing_trials_and_retries_abandoned_ones(tmp_path
 
 def test_interrupted_trial_is_retried_and_resumes_to_the_uninterrupted_result(
         tmp_path, monkeypatch):
-    import rnner.train
+    import rnner.training
 
     path = write(tmp_path, TINY.replace('"train.epochs" = 2', '"train.epochs" = 4'))
     out = tmp_path / "out"
-    real_fit = rnner.train.fit
+    real_fit = rnner.training.fit
 
     def interrupted_fit(cfg, output, hooks=(), **kw):
         def ctrl_c(record):
@@ -275,10 +275,10 @@ def test_interrupted_trial_is_retried_and_resumes_to_the_uninterrupted_result(
 
         return real_fit(cfg, output, hooks=[*hooks, ctrl_c], **kw)
 
-    monkeypatch.setattr(rnner.train, "fit", interrupted_fit)
+    monkeypatch.setattr(rnner.training, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt):
         tune(path, trials=2, output=out, quiet=True)
-    monkeypatch.setattr(rnner.train, "fit", real_fit)
+    monkeypatch.setattr(rnner.training, "fit", real_fit)
     study = open_study(out)
     first, waiting = study.trials
     assert first.state == TrialState.FAIL and "interrupted" in first.user_attrs["error"]
@@ -300,19 +300,19 @@ def test_interrupted_trial_is_retried_and_resumes_to_the_uninterrupted_result(
 def test_a_sweep_over_train_on_dev_trains_each_level_on_its_own_data(tmp_path, monkeypatch):
     """Corpora are cached per worker; the cache key must hold every data field that changes
     what load_corpus reads, or every trial trains on the first trial's data."""
-    import rnner.train
+    import rnner.training
 
     grid = TINY.split("[sampler]")[0] + (
         '"train.select" = "last"\n[sampler]\ntype = "grid"\n'
         '[search."data.train_on_dev"]\nchoices = [false, true]\n')
-    real_fit = rnner.train.fit
+    real_fit = rnner.training.fit
     seen: dict[bool, int] = {}
 
     def counting_fit(cfg, output, corpus=None, **kw):
         seen[cfg.data.train_on_dev] = len(corpus.train)
         return real_fit(cfg, output, corpus=corpus, **kw)
 
-    monkeypatch.setattr(rnner.train, "fit", counting_fit)
+    monkeypatch.setattr(rnner.training, "fit", counting_fit)
     assert tune(write(tmp_path, grid), output=tmp_path / "out", quiet=True)["finished"] == 2
     assert seen == {False: 3, True: 6}  # small.txt holds 3 sentences; dev is small.txt too
 

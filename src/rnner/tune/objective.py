@@ -28,7 +28,7 @@ from .spec import Sweep, config_id, sample, set_value
 if TYPE_CHECKING:
     import optuna
 
-    from ..train import Corpus
+    from ..pipeline import Corpus
 
 class _Surplus(Exception):
     """Other workers already started enough trials to reach the target."""
@@ -93,7 +93,7 @@ class _Objective:
         trial.set_user_attr("heartbeat", time.time())
         if self._surplus(trial):
             raise _Surplus(f"target of {self.spec.target} trials already reached")
-        from ..train import Interrupted
+        from ..training import Interrupted
 
         with _Heartbeat(trial, self.spec.heartbeat):
             try:
@@ -122,7 +122,7 @@ class _Objective:
         return len(ahead) >= self.spec.target
 
     def _corpus(self, cfg: Config) -> Corpus:
-        from ..train import load_corpus
+        from ..pipeline import load_corpus
 
         # Keyed on the whole data section, not a hand-picked list of the fields load_corpus
         # reads: a list left out train_on_dev and train_trust, so a sweep over either trained
@@ -162,7 +162,7 @@ class _Objective:
         import optuna
 
         from .. import checkpoint
-        from ..train import Interrupted, fit
+        from ..training import Interrupted, fit
 
         if old is not None and old.is_dir() and not run.exists() and _same_config(old, cfg):
             run.parent.mkdir(parents=True, exist_ok=True)
