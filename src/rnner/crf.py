@@ -74,7 +74,7 @@ class CRF(nn.Module):
         Each step's scores are shifted down to a maximum of zero. Unshifted, they grow into the
         thousands over a whole article, where float32 values lie 2e-4 apart, and the gradient
         of log Z (tag marginals) came out wrong by as much as a confident model's whole signal
-        (tests/test_crf.py, benchmarks/crf_precision.py). The shifts are constants to autograd:
+        (tests/test_crf.py, research/crf_precision.py). The shifts are constants to autograd:
         log Z moves with its first forward score one for one, so the gradient is exactly the
         unshifted one, at the cost of one `amax` a step.
         """

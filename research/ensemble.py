@@ -1,8 +1,8 @@
 """What averaging several trained models would give: a ceiling for what one model could learn
 from the others (distillation), and a check of posterior decoding.
 
-    python benchmarks/ensemble.py RUN_DIR [RUN_DIR ...] [--splits dev test]
-    python benchmarks/ensemble.py RUN_DIR ... --gold-confidence train   # soft labels' worth
+    python research/ensemble.py RUN_DIR [RUN_DIR ...] [--splits dev test]
+    python research/ensemble.py RUN_DIR ... --gold-confidence train   # soft labels' worth
 
 For each run, entity F1 with Viterbi decoding (as `rnner evaluate` scores it) and with
 posterior decoding (the sequence that the scheme allows with the highest sum of log tag

@@ -7,7 +7,7 @@ training words (ridge regression, Madhyastha et al. 2016's idea) and applying it
 words training never saw puts them where the network expects words like them. Needs no
 training: it rewrites a copy of the model in memory and scores it.
 
-    python benchmarks/oov_map.py RUN_DIR [RUN_DIR ...] [--alpha 1 10 100] [--splits dev test]
+    python research/oov_map.py RUN_DIR [RUN_DIR ...] [--alpha 1 10 100] [--splits dev test]
 
 Prints, per run, entity F1 as saved (ridge strength 0) and with each ridge strength, then how
 far fine-tuning moved the training words' vectors (the median of |tuned - original| /

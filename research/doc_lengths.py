@@ -1,4 +1,4 @@
-"""Articles per split and their lengths in tokens: `python benchmarks/doc_lengths.py [DIR]`.
+"""Articles per split and their lengths in tokens: `python research/doc_lengths.py [DIR]`.
 
 The numbers behind `data.max_context_tokens` for whole-article context (DIR defaults to
 ../shared/data/conll2003 beside the checkout).

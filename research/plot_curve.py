@@ -1,7 +1,7 @@
 """Dev F1 against wall-clock seconds for one or more run directories (from their log.jsonl),
 and the seconds each took to first reach a dev F1 threshold.
 
-    python benchmarks/plot_curve.py --output docs/time_to_f1.png NAME=RUN_DIR [...]
+    python research/plot_curve.py --output docs/time_to_f1.png NAME=RUN_DIR [...]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How far the float32 CRF gradient is from the float64 one on a trained model's training data.
 
-    python benchmarks/crf_precision.py RUN_DIR [--sentences 3000]
+    python research/crf_precision.py RUN_DIR [--sentences 3000]
 
 The gradient of log Z with respect to the emissions is the tag marginals; the training signal is
 those minus the gold tags, whose size on the gold tag is 1 - P(gold tag). For each batch of the

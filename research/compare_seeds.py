@@ -1,6 +1,6 @@
 """Compare multi-seed experiments (`rnner experiment` output directories) as one Markdown table.
 
-    python benchmarks/compare_seeds.py "REFERENCE=runs/a-seeds" "LABEL=runs/b-seeds" ...
+    python research/compare_seeds.py "REFERENCE=runs/a-seeds" "LABEL=runs/b-seeds" ...
 
 The first experiment is the reference. Each row gives dev and test entity F1 (mean ± std over
 seeds), the difference from the reference with Welch's t-test, the mean per-type test F1, and
@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from study_summary import compare, method_note, pm
+# The statistics helpers live with the study's page writer (benchmarks/study_summary.py); the
+# scripts are not a package, so its folder goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from study_summary import compare, method_note, pm  # noqa: E402
 
 
 def load(directory: str) -> dict[int, dict[str, Any]]:
