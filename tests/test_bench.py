@@ -172,6 +172,20 @@ def test_command_line_prints_exactly_one_json_object(
     assert "train_step_ms_by_part" not in result
 
 
+def test_threads_option_overrides_the_config(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config says 1 thread; `--threads 2` wins, as `training.prepare` sets them."""
+    monkeypatch.setattr(bench, "QUICK", PLAN)
+    before = torch.get_num_threads()
+    try:
+        argv = ["--config", str(tiny_config), "--quick", "--json", "--threads", "2"]
+        assert bench.main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_table_output_names_the_measurements(
     tiny_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

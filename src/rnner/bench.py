@@ -24,7 +24,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,34 +87,32 @@ def matmul_gflops(size: int, reps: int, device: torch.device) -> float:
 
 @dataclass
 class Setup:
+    """What the benchmark measures on: `training.prepare`'s model and encoded splits."""
+
     cfg: Config
     model: RNNTagger
     train: Encoded
     train_units: np.ndarray  # sentences per encoded row (1 unless document context)
     dev: Encoded
-    dev_units: np.ndarray
     device: torch.device
     rng: np.random.Generator  # in the state `fit` has when it draws epoch 1's batches
     num_tags: int
     word_dim: int
+    opt: torch.optim.Optimizer  # fresh, as epoch 1 starts with it
+    average: WeightAverage | None
 
 
-def prepare(cfg: Config, device: torch.device) -> Setup:
-    """Corpus, vocabularies, embeddings and model exactly as `training.fit` makes them."""
-    import numpy as np
+def prepare(cfg: Config, device: torch.device | None = None) -> Setup:
+    """Seed, corpus, vocabularies, embeddings, model and optimizer exactly as `training.fit`
+    makes them (`training.prepare`: it also sets the config's torch threads); `device`, when
+    given, replaces the config's `train.device`."""
+    from . import training
 
-    from . import pipeline, training
-
-    training.set_seed(cfg.train.seed)
-    rng = np.random.default_rng(cfg.train.seed)
-    corpus = pipeline.load_corpus(cfg)
-    model, vocabs, _ = training.build_model(cfg, corpus, rng)
-    model.to(device)
-    tr = pipeline.encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
-    dev = pipeline.encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
-    return Setup(cfg, model, tr.data, np.array([len(g) for g in tr.groups]), dev.data,
-                 np.array([len(g) for g in dev.groups]), device, rng, len(vocabs.tags),
-                 model.words.embedding_dim)
+    if device is not None:
+        cfg = replace(cfg, train=replace(cfg.train, device=str(device)))
+    t = training.prepare(cfg)
+    return Setup(cfg, t.model, t.train.data, t.unit_sizes, t.dev.data, t.device, t.rng,
+                 len(t.vocabs.tags), t.model.words.embedding_dim, t.opt, t.average)
 
 
 def _sync(device: torch.device) -> None:
@@ -177,7 +175,7 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
     tokens = sum(b.num_tokens for b in batches)
     sentences = int(sum(s.train_units[i].sum() for i in timed))
     s.model.train()
-    opt, average = _optimizer(s)
+    opt, average = s.opt, s.average
     for index in warm:
         _train_step(s, opt, index, average)
     times = []
@@ -430,51 +428,7 @@ def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) ->
     return result
 
 
-# --- output and command line -----------------------------------------------------------------
-
-
-def _si(x: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.2f} {unit}"
-    return f"{x:.0f}"
-
-
-def format_table(r: dict[str, Any]) -> str:
-    c = r["config"]
-    lat = r["latency_ms_batch1"]
-    parts = r["flops_per_token_forward_by_part"]
-    lines = [
-        f"machine      {r['cpu_model']}; {r['threads']} threads; {r['device']}; "
-        f"torch {r['torch_version']}",
-        f"model        {c['cell']} {c['hidden_size']}x{c['layers']}"
-        f"{' bi' if c['bidirectional'] else ''}, char {c['char_encoder']}, {c['output']}, "
-        f"{c['num_tags']} tags, {c['embeddings']}; train batch {c['batch_size']}",
-        f"train        {r['train_sentences_per_s']:9.1f} sentences/s  "
-        f"{r['train_tokens_per_s']:9.0f} tokens/s  ({r['train_step_ms']:.2f} ms/step)",
-    ]
-    for bs, rate in r["infer_tokens_per_s_by_batch"].items():
-        lines.append(f"infer b={bs:<6s}{rate:9.0f} tokens/s")
-    if lat:
-        lines.append(f"latency b=1   median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms "
-                     f"per sentence ({lat['sentences']} sentences)")
-    lines += [
-        f"FLOPs/token  train {_si(r['train_flops_per_token'])} (3x forward; forward: "
-        + ", ".join(f"{k} {_si(v)}" for k, v in parts.items()) + ")",
-        f"char input   {r['char_positions_per_token']:.1f} positions/token; tensor width "
-        f"{r['char_width_mean']:.1f}, longest token {r['char_longest_mean']:.1f} (batch means)",
-        f"matmul       {r['matmul_gflops']:.1f} GFLOP/s fp32",
-        f"utilization  train {100 * r['utilization']:.2f} %, infer "
-        f"(b={r['infer_batch_size']}) {100 * r['infer_utilization']:.2f} %",
-        f"peak RSS     {r['peak_rss_mb']:.0f} MB",
-    ]
-    by_part = r.get("train_step_ms_by_part")
-    if by_part:
-        total = sum(by_part.values())
-        lines.append(f"train step   {total:.2f} ms/batch by part (profiled separately):")
-        lines += [f"  {name:12s}{ms:8.3f} ms  {100 * ms / total:5.1f} %"
-                  for name, ms in sorted(by_part.items(), key=lambda kv: -kv[1])]
-    return "\n".join(lines)
+# --- command line -----------------------------------------------------------------
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -510,18 +464,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overrides.append(f"train.batch_size={args.batch_size}")
     if args.device:
         overrides.append(f"train.device={json.dumps(args.device)}")
+    if args.threads is not None:  # set by `training.prepare`, as `rnner train` sets them
+        if args.threads < 0:
+            raise ConfigError("--threads", "must be positive")
+        overrides.append(f"train.threads={args.threads}")
     cfg = Config.load(args.config, overrides)
-    threads = args.threads if args.threads is not None else cfg.train.threads
-    if threads < 0:
-        raise ConfigError("--threads", "must be positive")
-    if threads:
-        torch.set_num_threads(threads)
     plan = QUICK if args.quick else Plan()
     device = training.pick_device(cfg.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device", f"{device} asked for, but CUDA is not available")
     result = run(cfg, plan, device, profile=args.profile)
-    print(json.dumps(result) if args.json else format_table(result))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        from .bench_text import format_table
+
+        print(format_table(result))
     return 0
 
 
