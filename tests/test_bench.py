@@ -173,15 +173,18 @@ def test_command_line_prints_exactly_one_json_object(
 
 
 def test_threads_option_overrides_the_config(
-    tiny_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The config says 1 thread; `--threads 2` wins, as `training.prepare` sets them."""
+    """The config says 2 threads; `--threads 1` wins, as `training.prepare` sets them."""
+    corpus = str(write_corpus(tmp_path / "corpus.txt"))
+    config = tmp_path / "two.toml"
+    config.write_text(to_toml(tiny_sections(data={"train": corpus, "dev": corpus,
+                                                  "test": corpus}, train={"threads": 2})))
     monkeypatch.setattr(bench, "QUICK", PLAN)
     before = torch.get_num_threads()
     try:
-        argv = ["--config", str(tiny_config), "--quick", "--json", "--threads", "2"]
-        assert bench.main(argv) == 0
-        assert json.loads(capsys.readouterr().out)["threads"] == 2
+        assert bench.main(["--config", str(config), "--quick", "--json", "--threads", "1"]) == 0
+        assert json.loads(capsys.readouterr().out)["threads"] == 1
     finally:
         torch.set_num_threads(before)
 

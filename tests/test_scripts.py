@@ -282,6 +282,7 @@ def test_glove_subset_writes_the_packaged_vectors(glove_run: Path) -> None:
         assert got == pytest.approx(packaged.vectors[packaged.index[w]], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
 def test_oov_map_moves_only_unseen_words(
     glove_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
