@@ -224,6 +224,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("run, resume or join a hyperparameter sweep", "rnner.tune:add_tune_parser"),
     "report": ("tables and plots of a sweep's study", "rnner.report:add_report_parser"),
     "bench": ("measure training and inference speed", "rnner.bench:add_bench_parser"),
+    "serve": ("serve a model over HTTP, with a page to try it", "rnner.serve:add_serve_parser"),
 }
 
 

@@ -243,15 +243,23 @@ def _write_conll(out: IO[str], items: list[Sentence | DocStart], tagger: Tagger,
             out.write("\n")
 
 
+def span_records(tagger: Tagger, texts: list[str], batch_size: int = 256) -> list[list[dict]]:
+    """The span objects of each text, as `rnner predict --format jsonl` writes them and
+    `rnner serve` answers them (one function, so the two never drift apart)."""
+    return [[s.to_dict() for s in spans] for spans in tagger.predict_text(texts, batch_size)]
+
+
 def _write_lines(out: IO[str], chunk: list[tuple[int, str]], tagger: Tagger, fmt: str,
                  batch_size: int) -> None:
-    found = tagger.predict_text([text for _, text in chunk], batch_size)
+    texts = [text for _, text in chunk]
     if fmt == "text":
+        found = tagger.predict_text(texts, batch_size)
         out.write("".join(inline(text, spans) + "\n"
-                          for (_, text), spans in zip(chunk, found, strict=True)))
+                          for text, spans in zip(texts, found, strict=True)))
         return
-    for (lineno, text), spans in zip(chunk, found, strict=True):
-        record = {"line": lineno, "text": text, "spans": [s.to_dict() for s in spans]}
+    records = span_records(tagger, texts, batch_size)
+    for (lineno, text), spans in zip(chunk, records, strict=True):
+        record = {"line": lineno, "text": text, "spans": spans}
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
