@@ -32,6 +32,7 @@ RESUME_KEYS = ("train.epochs", "train.patience")
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import Config, ConfigError
+    from .shipped import config_path
     from .training import Interrupted, fit
 
     overrides = list(args.set or [])
@@ -48,8 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise ConfigError("file", "give a CONFIG.toml, or --resume RUN_DIR")
-        cfg = Config.load(args.config, overrides)
-        output = args.output or f"runs/{Path(args.config).stem}"
+        config = config_path(args.config)  # a path, or a shipped config by name
+        cfg = Config.load(config, overrides)
+        output = args.output or f"runs/{config.stem}"
     try:
         metrics = fit(cfg, output, progress=not args.quiet, resume=bool(args.resume))
     except Interrupted as e:
@@ -249,7 +251,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help=COMMANDS["train"][0])
-    t.add_argument("config", nargs="?", help="TOML config (not needed with --resume)")
+    t.add_argument("config", nargs="?", help="TOML config, or a shipped one by name "
+                   "(conll03: configs/conll03.toml); not needed with --resume")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a config value (repeatable)")
