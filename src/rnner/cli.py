@@ -177,6 +177,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .conll import InputError
     from .predict import Tagger
     from .stream import predict_stream
 
@@ -184,9 +185,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.resume and "-" in (args.input, args.output):
+        raise InputError("--resume", None, "needs --input FILE and --output FILE")
     tagger = Tagger.load(args.run_dir)
     return predict_stream(tagger, args.input, args.output, args.format, args.on_error,
-                          batch_size=args.batch_size, progress=not args.quiet)
+                          batch_size=args.batch_size, progress=not args.quiet,
+                          resume=args.resume)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -323,6 +327,9 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     pr.add_argument("--quiet", action="store_true")
+    pr.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from OUTPUT.partial (Ctrl-C or SIGTERM "
+                         "stop after the current chunk and keep it)")
     pr.set_defaults(func=cmd_predict)
     return pr
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .conll import DOCSTART, InputError, Sentence, split_fields, token_problem
 from .predict import Span, Tagger
+from .resume import ChunkedOutput, Interrupted, model_identity
 
 CHUNK_LINES = 2000  # lines (or sentences, for CoNLL input) tagged together
 CHUNK_CHARS = 1_000_000  # a chunk also ends once it holds this many characters
@@ -203,17 +204,6 @@ def inline(text: str, spans: list[Span]) -> str:
     return "".join(out)
 
 
-@contextlib.contextmanager
-def _open_out(path: str) -> Iterator[IO[str]]:
-    if path == "-":
-        yield sys.stdout
-        return
-    from .files import atomic_open
-
-    with atomic_open(path, "w") as f:
-        yield f
-
-
 def _open_in(path: str) -> tuple[IO[bytes], str, int | None]:
     """The input stream, its name for messages, and its size when it is a regular file."""
     if path == "-":
@@ -271,14 +261,16 @@ def _show_progress(progress: bool) -> bool:
 
 
 def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str = "jsonl",
-                   on_error: str = "fail", batch_size: int = 256, progress: bool = True) -> int:
+                   on_error: str = "fail", batch_size: int = 256, progress: bool = True,
+                   resume: bool = False) -> int:
     """Tag `input_path` ('-': stdin) into `output_path` ('-': stdout). Returns an exit code.
 
     jsonl: one `{"line", "text", "spans"}` record per input line; text: each line with its
     entities marked inline; conll: tokens in the first column, one `word TAG` row out per
     token, a blank line after each sentence, `-DOCSTART-` lines kept. An output file is
-    written to a temporary name and renamed at the end: on an error it is left as it was.
-    A progress bar (bytes read) goes to stderr when that is a terminal.
+    written as OUTPUT.partial and renamed at the end: on an error it is left as it was; on
+    SIGINT/SIGTERM the run stops after the chunk in hand and returns 130, and `resume` goes on
+    from there (rnner.resume). A progress bar (bytes read) goes to stderr on a terminal.
     """
     if fmt not in ("jsonl", "text", "conll"):
         raise ValueError(f"unknown format {fmt!r}")
@@ -298,16 +290,29 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
         with contextlib.ExitStack() as stack:
             if input_path != "-":
                 stack.enter_context(source)
-            out = stack.enter_context(_open_out(output_path))
+            if output_path == "-":
+                out: Any = sys.stdout
+                skip_done: Callable[[Any], Any] = iter
+                chunks: Callable[[Any], Any] = iter
+            else:
+                identity = {"format": fmt, "on_error": on_error, "chunk_lines": CHUNK_LINES,
+                            "chunk_chars": CHUNK_CHARS,
+                            "model": model_identity(tagger.meta, tagger.cfg.to_dict())}
+                out = stack.enter_context(ChunkedOutput(output_path, input_path, identity,
+                                                        resume))
+                skip_done, chunks = out.skip_done, out.chunks
             lines = _lines(source, counts)
             if fmt == "conll":
-                for items in _chunks(_sentences(lines, counts), _weight):
+                for items in chunks(_chunks(skip_done(_sentences(lines, counts)), _weight)):
                     _write_conll(out, items, tagger, batch_size)
                     done(out)
             else:
-                for chunk in _chunks(lines, lambda item: len(item[1]) + 1):
+                for chunk in chunks(_chunks(skip_done(lines), lambda item: len(item[1]) + 1)):
                     _write_lines(out, chunk, tagger, fmt, batch_size)
                     done(out)
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
     finally:
         bar.close()
     if counts.skipped:
