@@ -11,8 +11,8 @@ or `--seconds` seconds: requests/s, tokens/s (tokens the server reports tagging)
 latency, errors (any non-200 or failed connection). Then `--soak` one-sentence requests at
 concurrency 64 with the server's resident memory (VmRSS) read before and after. In the same
 run, the offline rate of the same weights (`rnner.bench.bench_infer`, as benchmarks/bench.py
-measures inference) at batch 256 over CoNLL-2003 dev: whole documents as the model's config
-reads them, and single sentences (the shape of one-sentence requests).
+measures inference) at batch 256 over CoNLL-2003 dev, one sentence per row (the shape of the
+server's work: each text is its own document), with the server's torch threads.
 
 The client is a minimal asyncio HTTP/1.1 client (pre-encoded requests, Content-Length
 responses) so that it takes as little of the machine's CPU from the server as possible; it
@@ -28,6 +28,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -153,8 +154,10 @@ async def load(port: int, requests: list[bytes], concurrency: int, max_requests:
 # --- offline ---------------------------------------------------------------------------------
 
 
-def offline(model: str, data_root: Path, reps: int) -> dict[str, float]:
-    """Tokens/s of the shipped weights at batch 256 over dev (rnner.bench.bench_infer)."""
+def offline(model: str, data_root: Path, reps: int) -> float:
+    """Tokens/s of the same weights at batch 256 over CoNLL-2003 dev, one sentence per row:
+    the shape of the server's work, where every text is its own document
+    (`rnner.bench.bench_infer`, the inference timing of benchmarks/bench.py)."""
     import dataclasses
 
     import numpy as np
@@ -165,17 +168,14 @@ def offline(model: str, data_root: Path, reps: int) -> dict[str, float]:
 
     tagger = Tagger.load(model)
     sents = conll.read_conll(data_root / "conll2003" / "dev.txt")
-    out = {}
-    for name, context in (("documents", tagger.cfg.data.context), ("sentences", "sentence")):
-        cfg = dataclasses.replace(tagger.cfg,
-                                  data=dataclasses.replace(tagger.cfg.data, context=context))
-        dev = train.encode_split(sents, tagger.vocabs, cfg)
-        units = np.array([len(g) for g in dev.groups])
-        setup = bench.Setup(cfg, tagger.model, dev.data, units, dev.data, units,
-                            torch.device("cpu"), np.random.default_rng(0),
-                            len(tagger.vocabs.tags), tagger.model.words.embedding_dim)
-        out[name] = bench.bench_infer(setup, 256, reps)["tokens_per_s"]
-    return out
+    cfg = dataclasses.replace(tagger.cfg,
+                              data=dataclasses.replace(tagger.cfg.data, context="sentence"))
+    dev = train.encode_split(sents, tagger.vocabs, cfg)
+    units = np.ones(len(dev.groups), dtype=np.int64)
+    setup = bench.Setup(cfg, tagger.model, dev.data, units, dev.data, units,
+                        torch.device("cpu"), np.random.default_rng(0), len(tagger.vocabs.tags),
+                        tagger.model.words.embedding_dim)
+    return bench.bench_infer(setup, 256, reps)["tokens_per_s"]
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def table(r: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["runs"]:
-        ref = off["sentences"] if row["sentences"] == 1 else off["documents"]
+        ref = off
         lines.append(
             f"| {row['sentences']} sentence{'s' if row['sentences'] > 1 else ''} "
             f"| {row['concurrency']} | {row['requests_per_s']:.0f} | {row['tokens_per_s']:.0f} "
@@ -201,14 +201,13 @@ def table(r: dict[str, Any]) -> str:
     soak = r["soak"]
     lines += [
         "",
-        f"Offline, same weights, batch 256 over CoNLL-2003 dev (`rnner.bench.bench_infer`): "
-        f"{off['documents']:.0f} tokens/s reading whole documents (the model's config), "
-        f"{off['sentences']:.0f} tokens/s one sentence per row. The last column compares "
-        "one-sentence requests with the sentence rate and 50-sentence requests with the "
-        "document rate.",
+        f"Offline, same weights and threads, batch 256 over CoNLL-2003 dev, one sentence per "
+        f"row (`rnner.bench.bench_infer`): {off:.0f} tokens/s; the last column is the "
+        "server's tokens/s against it.",
         "",
         f"Memory: {soak['requests']} one-sentence requests at concurrency 64 "
         f"({soak['errors']} errors): server RSS {soak['rss_before_mb']:.0f} MB before, "
+        f"{soak.get('rss_half_mb', float('nan')):.0f} MB half-way, "
         f"{soak['rss_after_mb']:.0f} MB after.",
     ]
     return "\n".join(lines)
@@ -225,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(ROOT / "models" / "conll03-en"))
     p.add_argument("--data", default=os.environ.get("RNNER_DATA", str(ROOT.parent / "shared"
                                                                       / "data")))
-    p.add_argument("--threads", type=int, default=0, help="server torch threads (0: cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the server and of the offline run (1: the other "
+                        "core is left to HTTP and the client)")
     p.add_argument("--seconds", type=float, default=10.0, help="at most, per load level")
     p.add_argument("--requests", type=int, default=3000, help="at most, per load level")
     p.add_argument("--soak", type=int, default=20000, help="requests between RSS readings")
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             update_doc(Path(args.doc), table(result))
         return 0
 
-    threads = args.threads or os.cpu_count() or 1
+    threads = args.threads
     data_root = Path(args.data)
     sents = dev_sentences(data_root)
     one = [encode_request({"text": s}) for s in sents]
@@ -252,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(threads)
     off = offline(args.model, data_root, args.offline_reps)
-    print(f"offline b=256: {off['documents']:.0f} tokens/s (documents), "
-          f"{off['sentences']:.0f} tokens/s (sentences)", flush=True)
+    print(f"offline b=256: {off:.0f} tokens/s", flush=True)
 
     server = Server(args.model, threads, [])
     runs = []
@@ -266,9 +266,15 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "error_examples"}),
                       flush=True)
-        rss_before = server.rss_mb()
-        soak = asyncio.run(load(server.port, one, 64, args.soak, 3600))
-        soak.update(rss_before_mb=rss_before, rss_after_mb=server.rss_mb())
+        rss = [server.rss_mb()]
+        halves = []
+        for _ in range(2):  # two halves: growth that stops is warm-up, growth that goes on a leak
+            halves.append(asyncio.run(load(server.port, one, 64, args.soak // 2, 3600)))
+            rss.append(server.rss_mb())
+        soak = {"requests": sum(h["requests"] for h in halves),
+                "errors": sum(h["errors"] for h in halves),
+                "requests_per_s": statistics.mean(h["requests_per_s"] for h in halves),
+                "rss_before_mb": rss[0], "rss_half_mb": rss[1], "rss_after_mb": rss[2]}
         print(json.dumps(soak), flush=True)
     finally:
         exit_code = server.stop()

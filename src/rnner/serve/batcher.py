@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..predict import Span, Tagger, tokenize
-from ..stream import span_records
+from ..stream import _release_memory, span_records
 
 TEXTS = "texts"
 TOKENS = "tokens"
@@ -135,6 +135,10 @@ class MicroBatcher:
             self._tag(batch)
             if stop:
                 return
+            if held is None and self._queue.empty():
+                # idle: give freed tensor memory back (batches of ever-changing shapes leave
+                # it scattered, and glibc would keep it), as `rnner predict` does per chunk
+                _release_memory()
 
     def _tag(self, batch: list[Job]) -> None:
         start = time.perf_counter()
