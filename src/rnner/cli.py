@@ -177,7 +177,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .conll import InputError
+    from .errors import InputError
     from .predict import Tagger
     from .stream import predict_stream
 

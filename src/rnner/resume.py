@@ -26,7 +26,7 @@ from types import FrameType
 from typing import IO, Any, TypeVar
 
 from . import files
-from .conll import InputError
+from .errors import InputError
 
 T = TypeVar("T")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
