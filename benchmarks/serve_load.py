@@ -163,14 +163,14 @@ def offline(model: str, data_root: Path, reps: int) -> float:
     import numpy as np
     import torch
 
-    from rnner import bench, conll, train
+    from rnner import bench, conll, pipeline
     from rnner.predict import Tagger
 
     tagger = Tagger.load(model)
     sents = conll.read_conll(data_root / "conll2003" / "dev.txt")
     cfg = dataclasses.replace(tagger.cfg,
                               data=dataclasses.replace(tagger.cfg.data, context="sentence"))
-    dev = train.encode_split(sents, tagger.vocabs, cfg)
+    dev = pipeline.encode_split(sents, tagger.vocabs, cfg)
     units = np.ones(len(dev.groups), dtype=np.int64)
     setup = bench.Setup(cfg, tagger.model, dev.data, units, dev.data, units,
                         torch.device("cpu"), np.random.default_rng(0), len(tagger.vocabs.tags),
