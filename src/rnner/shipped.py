@@ -4,7 +4,8 @@ In a checkout the shipped model and configs live at the repository root (models/
 a wheel carries the same folders inside the package (setup.py copies them there). Both are
 found by one search: the current directory first, then each folder above this file, so the
 package folder of an installed wheel is tried too. The model's own path is
-`rnner.predict.DEFAULT_MODEL`; this module adds the configs.
+`rnner.runs.DEFAULT_MODEL` (found by `rnner.runs.default_model_path` the same way); this
+module adds the configs.
 """
 
 from __future__ import annotations

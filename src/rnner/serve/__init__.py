@@ -47,7 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         print(EXTRA_MISSING, file=sys.stderr)
         return 2
-    from ..predict import Tagger, default_model_path
+    from ..predict import Tagger
+    from ..runs import default_model_path
     from .limits import Limits
 
     if args.threads:
