@@ -185,3 +185,23 @@ def sigint_alone(parent: subprocess.Popen, workers: list[int]) -> tuple[int, str
             parent.kill()
         wait_gone(workers, 60)
     return parent.returncode, err.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Any:
+    """A throwaway PostgreSQL server (see pgserver.py). Outside CI a missing PostgreSQL skips
+    the tests that need it; under CI=true it fails them, so CI cannot pass without them."""
+    from pgserver import PostgresServer, unavailable
+
+    why = unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs PostgreSQL for these tests: {why}")
+        pytest.skip(why)
+    server = PostgresServer()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from .spec import Sweep, SweepError
+from .spec import Sweep
 
 if TYPE_CHECKING:
     import optuna
@@ -111,22 +111,10 @@ def default_storage(output: str | Path) -> str:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """`sqlite:///`, `postgresql://`, `mysql://` URLs, or `journal:PATH` (a file on storage
-    every worker can see; fine on NFS)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
+    """See `rnner.storage.open_storage` (drivers, races and dropped connections)."""
+    from ..storage import open_storage
 
-    if url.startswith("journal:"):
-        file = url.removeprefix("journal:").removeprefix("//")
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(file))
-    if "://" not in url:
-        raise SweepError("storage", f"{url!r} is not a storage URL: use sqlite:///PATH, "
-                                    "postgresql://..., mysql://... or journal:PATH")
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 120}}  # workers wait for the write lock
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return open_storage(url)
 
 
 # --- abandoned trials -------------------------------------------------------------------------

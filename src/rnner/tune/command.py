@@ -43,9 +43,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     c = summary["counts"]
+    # another machine's last trials: this worker's part is done and theirs finish the study
+    running = f", {c['RUNNING']} running in other workers" if c.get("RUNNING") else ""
     print(f"study {summary['study']}: {summary['finished']}/{summary['target']} finished "
           f"({c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, "
-          f"{c.get('FAIL', 0)} failed) in {summary['seconds']:.0f} s; storage {summary['storage']}")
+          f"{c.get('FAIL', 0)} failed{running}) in {summary['seconds']:.0f} s; "
+          f"storage {summary['storage']}")
     if "best" in summary:
         b = summary["best"]
         test = f", test {100 * b['test_f1']:.2f}" if b.get("test_f1") is not None else ""
@@ -55,7 +58,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"{len(bad)} worker(s) stopped early (exit codes {bad}); see their messages above",
               file=sys.stderr)
     print(f"report: rnner report {summary['output']}")
-    return 0 if summary["finished"] >= summary["target"] else 1
+    return 0 if summary["finished"] + c.get("RUNNING", 0) >= summary["target"] else 1
 
 
 def main_tune(argv: Sequence[str] | None = None) -> int:

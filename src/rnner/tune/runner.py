@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import files
 from ..multirun import pool
+from ..storage import surfacing_storage_errors
 from .backend import (
     HEARTBEAT_SECONDS,
     STALE_AFTER_SECONDS,
@@ -88,7 +89,8 @@ def run_worker(spec: WorkerSpec) -> int:
             return 0
         objective.current = None
         try:
-            study.optimize(objective, n_trials=1, catch=(Exception,))
+            with surfacing_storage_errors():  # a lost database, not Optuna's masking error
+                study.optimize(objective, n_trials=1, catch=(Exception,))
         except KeyboardInterrupt:
             objective.interrupted = True
         except optuna.exceptions.UpdateFinishedTrialError:
