@@ -31,6 +31,7 @@ RESUME_KEYS = ("train.epochs", "train.patience")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .config import Config, ConfigError
     from .shipped import config_path
     from .training import Interrupted, fit
@@ -52,12 +53,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config_path(args.config)  # a path, or a shipped config by name
         cfg = Config.load(config, overrides)
         output = args.output or f"runs/{config.stem}"
+    if args.nproc > 1 and distributed.world_size() == 1:  # under torchrun: already a rank
+        return distributed.launch(args.nproc, _without_nproc(args.argv))
     try:
-        metrics = fit(cfg, output, progress=not args.quiet, resume=bool(args.resume))
+        with distributed.session(cfg.train.device) as job:
+            metrics = fit(cfg, output, progress=not args.quiet, resume=bool(args.resume))
     except Interrupted as e:
-        print(str(e), file=sys.stderr)
+        if job.main:
+            print(str(e), file=sys.stderr)
         return 130
-    _print_final(metrics, output)
+    except distributed.DistributedError as e:
+        print(f"rnner train: {e}", file=sys.stderr)
+        return 1
+    if job.main:
+        _print_final(metrics, output)
     return 0
 
 
@@ -81,6 +90,18 @@ def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
     if overrides and (Path(args.resume) / checkpoint.NAME).is_file():
         files.write_json(saved, cfg.to_dict())  # the run's record: what it trained with
     return cfg
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def _print_final(metrics: dict, output: str) -> None:
@@ -267,6 +288,8 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train one model in N data-parallel processes (docs/scaling.md)")
     t.set_defaults(func=cmd_train)
     return t
 
@@ -360,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command or "").parse_args(argv)  # "": no command, help only
+    args.argv = argv  # for commands that start copies of themselves (train --nproc)
     try:
         return args.func(args)
     except _user_errors() as e:

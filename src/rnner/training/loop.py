@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .. import batching
+from .. import batching, distributed
 from ..model import RNNTagger
 from ..pipeline import evaluate_split
 from .setup import Setup
@@ -49,9 +49,13 @@ def train_while_improving(s: Setup, state: Progress, epoch_rng: dict | None, sta
             s.rng.bit_generator.state = epoch_rng
         epoch_rng = s.rng.bit_generator.state
         train_time = _train_epoch(s, state, epoch_rng, started, stop, progress)
-        with s.average.applied(s.model) if s.average else contextlib.nullcontext():
-            scores = evaluate_split(s.model, s.dev, s.dev_batches, s.corpus.dev, s.vocabs, s.cfg,
-                                    s.corpus.scheme, s.device)["entity"]
+        dist = distributed.current()
+        scores = None
+        if dist.main:  # in a data-parallel job the other ranks follow rank 0's dev scores
+            with s.average.applied(s.model) if s.average else contextlib.nullcontext():
+                scores = evaluate_split(s.model, s.dev, s.dev_batches, s.corpus.dev, s.vocabs,
+                                        s.cfg, s.corpus.scheme, s.device)["entity"]
+        scores = dist.share(scores)
         dev_f1 = scores["f1"]
         # "last" is for training on train+dev, where dev F1 is no longer a fair judge.
         improved = dev_f1 > state.best_f1 or t.select == "last"
@@ -90,26 +94,34 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
     t = s.cfg.train
     model, opt = s.model, s.opt
     batches = batching.batch_indices(s.train.data.lengths, t.batch_size, s.rng)
+    dist = distributed.current()
+    train_loss = dist.wrap(model)  # model.loss, or its DistributedDataParallel wrapper
     model.train()
     t0 = time.perf_counter() - state.epoch_seconds
-    bar = tqdm(batches[state.position :], desc=f"epoch {state.epoch}", unit="batch",
-               leave=False, disable=not progress or not sys.stderr.isatty(),
-               dynamic_ncols=True, initial=state.position, total=len(batches))
-    for step, index in enumerate(bar, start=state.position):
+    steps = dist.deal(batches, state.position)  # one batch per rank and step
+    total = -(-len(batches) // dist.world)
+    bar = tqdm(steps, desc=f"epoch {state.epoch}", unit="batch", leave=False,
+               disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True,
+               initial=total - len(steps), total=total)
+    for after, index, weight in bar:
         b = batching.make_batch(s.train.data, index).to(s.device)
-        loss = model.loss(b)
+        loss = train_loss(b)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()
         update(model, opt, t.clip, s.average)
-        state.loss += loss.item() * len(index)
-        state.sequences += len(index)
-        state.sentences += int(s.unit_sizes[index].sum())
-        state.tokens += b.num_tokens
-        if progress and step % 20 == 0:
+        counted = weight > 0  # a rank without a batch of its own counts nothing
+        step_loss, sequences, sentences, tokens, stopping = dist.total([
+            loss.item() * len(index) * counted, len(index) * counted,
+            int(s.unit_sizes[index].sum()) * counted, b.num_tokens * counted, stop[0]])
+        state.loss += step_loss
+        state.sequences += int(sequences)
+        state.sentences += int(sentences)
+        state.tokens += int(tokens)
+        if progress and (after - 1) % 20 < dist.world:
             rate = state.sentences / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{state.loss / state.sequences:.3f}", sents_s=f"{rate:.0f}")
-        if stop[0]:
-            state.position = step + 1
+        if stopping:  # every rank stops at the same step
+            state.position = after
             state.epoch_seconds = time.perf_counter() - t0
             state.elapsed = time.perf_counter() - started
             bar.close()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import embeddings, tags
+from .. import distributed, embeddings, tags
 from ..batching import Batch
 from ..config import Config
 from ..model import RNNTagger
@@ -159,7 +159,7 @@ def prepare(cfg: Config, corpus: Corpus | None = None) -> Setup:
         torch.set_num_threads(t.threads)
     set_seed(t.seed)
     rng = np.random.default_rng(t.seed)
-    device = pick_device(t.device)
+    device = distributed.current().device(pick_device(t.device))  # cuda:LOCAL_RANK in a job
     corpus = corpus or load_corpus(cfg)
     model, vocabs, info = build_model(cfg, corpus, rng)
     model.to(device)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .. import files
+from .. import distributed, files
 from ..config import Config, TrainConfig
 from ..pipeline import Corpus, encode_split, evaluate_split
 from ..provenance import describe
@@ -44,14 +44,16 @@ def fit(
     """
     t = cfg.train
     out = Path(output)
+    dist = distributed.current()  # rank 0 alone writes, logs and prints in a data-parallel job
+    progress = progress and dist.main
     s = prepare(cfg, corpus)
     state, epoch_rng, best = Progress(), None, {}
     if resume:
         state, epoch_rng = restore(out, s.model, s.opt, s.sched, s.average)
         _reopen(state, t)
-        if state.best_epoch:
+        if state.best_epoch and dist.main:
             best = load_weights(out, s.device)
-    else:
+    elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"source_scheme": s.corpus.scheme, **s.info,
                 **describe(s.corpus.paths, t.seed)}
@@ -60,26 +62,31 @@ def fit(
     with stop_requests() as stop:
         try:
             for epoch in train_while_improving(s, state, epoch_rng, started, stop, progress):
-                if epoch.improved:
+                if epoch.improved and dist.main:
                     best = _keep(out, s)
-                files.write_text(out / "log.jsonl", "\n".join(state.log) + "\n")
+                if dist.main:
+                    files.write_text(out / "log.jsonl", "\n".join(state.log) + "\n")
                 done = bool(t.patience and state.stale >= t.patience)
                 if done or state.epoch > t.epochs:
                     state.epoch = t.epochs + 1
-                _checkpoint(out, s, state, s.rng.bit_generator.state)
-                for hook in hooks:
+                if dist.main:
+                    _checkpoint(out, s, state, s.rng.bit_generator.state)
+                for hook in hooks if dist.main else ():
                     hook(epoch.record)
                 if progress:
                     tqdm.write(_epoch_line(epoch))
                 if done:
                     break
         except Stopped as e:
-            _checkpoint(out, s, state, e.epoch_rng)
+            if dist.main:
+                _checkpoint(out, s, state, e.epoch_rng)
             raise Interrupted(out) from None
+    if not dist.main:
+        return dist.share(None)  # rank 0's metrics
     s.model.load_state_dict(best)
     metrics = final_scores(s, state)
     files.write_json(out / "metrics.json", metrics)
-    return metrics
+    return dist.share(metrics)
 
 
 def _reopen(state: Progress, t: TrainConfig) -> None:
