@@ -86,6 +86,16 @@ def test_one_step_on_two_ranks_is_one_step_on_the_union_of_their_batches(tmp_pat
     out = capfd.readouterr().out
     assert out.count("best epoch 1 of 1") == 3  # rank 0 alone printed its result
 
+    # The same job launched by torchrun (as across machines) trains the same model.
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if torchrun.is_file():
+        subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m",
+                        "rnner.cli", "train", str(cfg), "--output", str(tmp_path / "torchrun"),
+                        "--quiet"], check=True, capture_output=True, timeout=300)
+        run = weights(tmp_path / "torchrun")
+        for k in one:
+            torch.testing.assert_close(run[k], ddp[k], rtol=0, atol=0, msg=k)
+
 
 def _log(run: Path) -> list[dict]:
     keep = ("epoch", "train_loss", "dev_f1", "lr", "best")
