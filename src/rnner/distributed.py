@@ -229,6 +229,11 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}
         procs.append(subprocess.Popen([sys.executable, "-m", "rnner.cli", *argv], env=rank_env))
     interrupted = False
+
+    def forward(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
         while True:
             try:
@@ -237,9 +242,16 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
                 if failed or all(c is not None for c in codes):
                     break
                 time.sleep(0.2)
-            except KeyboardInterrupt:  # Ctrl-C reached the ranks too: they checkpoint
-                interrupted = True
+            except KeyboardInterrupt:
+                # Ctrl-C signals the ranks too; `kill -INT/-TERM` reaches this process alone:
+                # pass it on once, and the ranks checkpoint and stop together
+                if not interrupted:
+                    interrupted = True
+                    for p in procs:
+                        if p.poll() is None:
+                            p.send_signal(signal.SIGINT)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         _stop(procs)
     if not failed:
         return 0
