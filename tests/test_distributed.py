@@ -195,3 +195,19 @@ def test_a_rank_that_stops_answering_times_out_instead_of_hanging(tmp_path):
     assert any(line.startswith("rnner train: rank 0: another rank of the job stopped answering")
                for line in lines), err
     assert lines[-1] == "rnner train: rank 0 of 2 exited with status 1; stopped the other ranks"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+def test_sigterm_to_the_launcher_alone_checkpoints_and_stops_its_ranks(tmp_path):
+    data = corpus(tmp_path / "train.txt", 16)
+    cfg = config(tmp_path, data, batch_size=2, epochs=100000, patience=0)
+    out = tmp_path / "run"
+    proc = _start(cfg, out)
+    _wait_for_epochs(out, proc, 1)
+    ranks = children(proc.pid)
+    proc.send_signal(signal.SIGTERM)  # the launcher only, as `kill` or a scheduler sends it
+    _, err = proc.communicate(timeout=60)
+    wait_gone(ranks, 30)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted; resume with: rnner train --resume {out}"
+    assert (out / "checkpoint.safetensors").is_file()
