@@ -115,6 +115,16 @@ def _start(cfg: Path, out: Path, *extra: str, env: dict | None = None) -> subpro
                             env={**os.environ, **(env or {})}, start_new_session=True)
 
 
+def _communicate(proc: subprocess.Popen, seconds: float) -> str:
+    """stderr once the launcher and its ranks are done; kill them all if they outlive it."""
+    try:
+        return proc.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher's session: its ranks too
+        proc.communicate()
+        pytest.fail(f"the job was still running after {seconds} s")
+
+
 def _wait_for_epochs(out: Path, proc: subprocess.Popen, n: int) -> None:
     deadline = time.monotonic() + 120
     log = out / "log.jsonl"
@@ -136,7 +146,7 @@ def test_two_ranks_interrupted_and_resumed_end_as_an_uninterrupted_run(tmp_path)
     proc = _start(cfg, out)
     _wait_for_epochs(out, proc, 2)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the launcher and both ranks get it
-    _, err = proc.communicate(timeout=60)
+    err = _communicate(proc, 60)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted; resume with: rnner train --resume {out}"
     assert len(_log(out)) < 6
@@ -158,11 +168,7 @@ def test_a_rank_that_dies_stops_the_job_with_its_name(tmp_path):
     ranks = {_rank(p): p for p in children(proc.pid)}
     assert sorted(ranks) == [0, 1]
     os.kill(ranks[1], signal.SIGKILL)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the job hung after a rank died")
+    err = _communicate(proc, 60)
     wait_gone(list(ranks.values()), 30)
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1] == ("rnner train: rank 1 of 2 was killed by signal 9; "
@@ -180,10 +186,7 @@ def test_a_rank_that_stops_answering_times_out_instead_of_hanging(tmp_path):
     os.kill(ranks[1], signal.SIGSTOP)  # alive, but silent
     started = time.monotonic()
     try:
-        _, err = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the job hung on a silent rank")
+        err = _communicate(proc, 90)
     finally:
         for p in ranks.values():
             with contextlib.suppress(ProcessLookupError):
@@ -206,7 +209,7 @@ def test_sigterm_to_the_launcher_alone_checkpoints_and_stops_its_ranks(tmp_path)
     _wait_for_epochs(out, proc, 1)
     ranks = children(proc.pid)
     proc.send_signal(signal.SIGTERM)  # the launcher only, as `kill` or a scheduler sends it
-    _, err = proc.communicate(timeout=60)
+    err = _communicate(proc, 60)
     wait_gone(ranks, 30)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted; resume with: rnner train --resume {out}"
