@@ -324,3 +324,41 @@ def test_memory_does_not_grow_with_the_input(tagger: Tagger, tmp_path: Path,
     whole = peak_bytes(tagger, small, out), peak_bytes(tagger, large, out)
     assert whole[1] > 2.5 * whole[0], whole
     assert whole[1] > 2.5 * chunked[1], (whole, chunked)
+
+
+def test_output_to_a_fifo_stays_a_fifo(tagger: Tagger, tmp_path: Path) -> None:
+    """`--output /dev/null` once replaced /dev/null with a regular file (the partial file was
+    renamed over it): a target that is not a regular file is written in place."""
+    import os
+    import stat
+    import threading
+
+    source = tmp_path / "in.txt"
+    source.write_text("Peter Blackburn visited Brussels .\n", encoding="utf-8")
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert stream.predict_stream(tagger, str(source), str(fifo), progress=False) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert json.loads(got[0])["text"] == "Peter Blackburn visited Brussels ."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.fifo"]
+
+
+def test_atomic_write_to_a_fifo_stays_a_fifo(tmp_path: Path) -> None:
+    import os
+    import stat
+    import threading
+
+    from rnner import files
+
+    fifo = tmp_path / "p"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    files.write_text(fifo, "hello\n")
+    reader.join(timeout=30)
+    assert got == [b"hello\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,16 @@ os.umask(_UMASK)
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success fsync and rename it over `path`.
 
-    On any exception the temporary file is removed and `path` is untouched.
+    On any exception the temporary file is removed and `path` is untouched. A `path` that
+    exists and is not a regular file (`/dev/null`, a FIFO) is written in place: renaming over
+    it would replace the device or pipe with a file.
     """
     path = Path(path)
+    if not is_regular_target(path):
+        encoding = None if "b" in mode else "utf-8"
+        with open(path, mode, encoding=encoding) as f:
+            yield f
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -37,6 +45,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def is_regular_target(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a regular file or does not exist yet (what a rename may replace)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

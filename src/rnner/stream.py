@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
+from . import files
 from .conll import DOCSTART, InputError, Sentence, split_fields, token_problem
 from .predict import Span, Tagger
 from .resume import ChunkedOutput, Interrupted, model_identity
@@ -290,10 +291,17 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
         with contextlib.ExitStack() as stack:
             if input_path != "-":
                 stack.enter_context(source)
-            if output_path == "-":
-                out: Any = sys.stdout
+            if output_path != "-" and not files.is_regular_target(output_path):
+                # /dev/null or a pipe: written as it goes, nothing to rename or resume
+                if resume:
+                    raise InputError(output_path, None, "--resume needs a regular output file")
+                out: Any = stack.enter_context(
+                    open(output_path, "w", encoding="utf-8"))  # not-atomic: not renameable
                 skip_done: Callable[[Any], Any] = iter
                 chunks: Callable[[Any], Any] = iter
+            elif output_path == "-":
+                out = sys.stdout
+                skip_done, chunks = iter, iter
             else:
                 identity = {"format": fmt, "on_error": on_error, "chunk_lines": CHUNK_LINES,
                             "chunk_chars": CHUNK_CHARS,
