@@ -156,3 +156,15 @@ def test_augment_epoch_is_deterministic_per_seed_and_epoch():
         ("peter", "mcdonald", "said"): 111, ("PETER", "MCDONALD", "SAID"): 97,
         ("Peter", "Mcdonald", "Said"): 108}
     assert [s.tags for s in recased] == [s.tags for s in mixed]
+
+
+@pytest.mark.parametrize("key", ["case", "typos", "mention_share"])
+def test_each_augmentation_is_redrawn_per_epoch_and_seed(key):
+    sents = [EU, PETER] * 50
+    pool = perturb.mentions([*sents, Sentence(("Bonn",), ("B-ORG",))], "IOB2")
+    kw = {key: 0.5, "pool": pool}
+    a = perturb.augment_epoch(sents, "IOB2", 1, 1, **kw)
+    assert a != sents
+    assert a == perturb.augment_epoch(sents, "IOB2", 1, 1, **kw)
+    assert a != perturb.augment_epoch(sents, "IOB2", 1, 2, **kw)
+    assert a != perturb.augment_epoch(sents, "IOB2", 2, 1, **kw)
