@@ -125,6 +125,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     kinds = args.perturb or list(DEFAULT_PERTURBATIONS)
     if not 0 <= args.typo_rate <= 1:
         raise RobustnessError(None, None, f"--typo-rate {args.typo_rate} is not in [0, 1]")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     tagger = Tagger.load(args.run_dir)
     result = report(tagger, args.data, kinds, typo_rate=args.typo_rate, seed=args.seed,
                     mentions_file=args.mentions, train_file=args.train)
@@ -149,6 +153,7 @@ def add_robustness_parser(sub: Any) -> argparse.ArgumentParser:
                    "(default: the file's mentions that are no mention in the training file)")
     r.add_argument("--train", help="the model's training file (default: as its run.json says)")
     r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_robustness)
     return r
