@@ -252,6 +252,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tables and plots of a sweep's study", "rnner.report:add_report_parser"),
     "bench": ("measure training and inference speed", "rnner.bench:add_bench_parser"),
     "serve": ("serve a model over HTTP, with a page to try it", "rnner.serve:add_serve_parser"),
+    "robustness": ("score a run on lower/UPPER/Title-cased, misspelt and name-swapped copies "
+                   "of a labelled file", "rnner.robustness:add_robustness_parser"),
 }
 
 

@@ -38,6 +38,16 @@ class DataConfig:
     # the chance that its labels are right. The loss reads their tags through a noisy channel
     # (crf.label_channel); sentences not listed are trusted fully. Empty: all are.
     train_trust: str = ""
+    # Robustness to the text users have (docs/robustness.md; `rnner robustness` measures it).
+    # All off by default. Each epoch perturbs fresh copies of the training sentences, drawn
+    # from generators seeded by (train.seed, epoch): a resumed run redraws the same text.
+    # Word lookups are lower-cased already (`lowercase`), so case augmentation teaches the
+    # casing feature and the char encoder that an entity can come in any case.
+    case_augment: float = 0.0  # share of training sentences lower-, UPPER- or Title-cased
+    typo_augment: float = 0.0  # share of training words (2+ letters) given one typo
+    # Chance that each training mention is swapped for another training mention of its type
+    # (Dai & Adel 2020), so names are recognised by their context, not learnt by heart.
+    mention_augment: float = 0.0
 
 
 @dataclass
@@ -170,6 +180,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.min_word_freq": (1, None),
     "data.max_sentences": (0, None),
     "data.max_context_tokens": (1, None),
+    "data.case_augment": (0.0, 1.0),
+    "data.typo_augment": (0.0, 1.0),
+    "data.mention_augment": (0.0, 1.0),
     "model.word_dim": (1, None),
     "model.casing_dim": (0, None),
     "model.char_dim": (1, None),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .. import batching, distributed
+from .. import augment, batching, distributed
 from ..model import RNNTagger
 from ..pipeline import evaluate_split
 from .setup import Setup
@@ -93,7 +93,9 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
     """One pass over the training batches from `state.position`; returns its seconds."""
     t = s.cfg.train
     model, opt = s.model, s.opt
-    batches = batching.batch_indices(s.train.data.lengths, t.batch_size, s.rng)
+    # robustness hook (rnner.augment): this epoch's perturbed training text, if any
+    train, unit_sizes = augment.epoch_data(s.cfg, s.corpus, s.vocabs, state.epoch, s.train)
+    batches = batching.batch_indices(train.lengths, t.batch_size, s.rng)
     dist = distributed.current()
     train_loss = dist.wrap(model)  # model.loss, or its DistributedDataParallel wrapper
     model.train()
@@ -104,7 +106,7 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
                disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True,
                initial=total - len(steps), total=total)
     for after, index, weight in bar:
-        b = batching.make_batch(s.train.data, index).to(s.device)
+        b = batching.make_batch(train, index).to(s.device)
         loss = train_loss(b)
         opt.zero_grad(set_to_none=True)
         (loss * weight if weight != 1.0 else loss).backward()
@@ -112,7 +114,7 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
         counted = weight > 0  # a rank without a batch of its own counts nothing
         step_loss, sequences, sentences, tokens, stopping = dist.total([
             loss.item() * len(index) * counted, len(index) * counted,
-            int(s.unit_sizes[index].sum()) * counted, b.num_tokens * counted, stop[0]])
+            int(unit_sizes[index].sum()) * counted, b.num_tokens * counted, stop[0]])
         state.loss += step_loss
         state.sequences += int(sequences)
         state.sentences += int(sentences)
