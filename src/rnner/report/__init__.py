@@ -1,4 +1,4 @@
-"""Reports on sweeps: `rnner report`, and the helpers that benchmarks/study_summary.py uses.
+"""Reports on sweeps: `rnner report`, and the helpers the study pages and compare_seeds use.
 
 - `stats`: seed-to-seed statistics: mean ± std cells, Welch's test, p cells.
 - `study`: reading a study, trials pooled into configurations (`Group`), importances.
