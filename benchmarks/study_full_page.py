@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnner.files import write_text
+from rnner import files
 from rnner.report import ALPHA, p_cell, p_value, pm, pyplot, save_figure, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -542,7 +542,7 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
         png = plots / f"{f.sweeps[0] if len(f.sweeps) == 1 else 'optimizers'}.png"
         plot_factor(f, png)
         out += [f"![{f.title}]({rel(png)})", ""]
-    write_text(output, "\n".join(out).rstrip() + "\n")
+    files.write_text(output, "\n".join(out).rstrip() + "\n")
     return output
 
 

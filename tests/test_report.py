@@ -170,6 +170,13 @@ def test_no_module_writes_a_file_except_through_rnner_files():
     assert bad == []
 
 
+@pytest.mark.parametrize("script", ["benchmarks/study_summary.py",
+                                    "benchmarks/study_full_page.py"])
+def test_the_study_pages_write_only_through_rnner_files(script):
+    """The pages and their PNGs go through files.write_text and report.save_figure."""
+    assert _writes(ast.parse((ROOT / script).read_text(encoding="utf-8")), script) == []
+
+
 def test_the_scan_finds_a_direct_write():
     code = ('p.write_text("x")\nopen(p, "w")\nPath(p).open(mode="a")\nfig.savefig(p)\n'
             'files.write_text(p, "x")\nopen(p)\nopen(p, "rb")\n')
