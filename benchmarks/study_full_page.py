@@ -23,39 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnner import files
+from rnner.report import ALPHA, p_cell, p_value, pm, pyplot, save_figure, welch_p
+
 ROOT = Path(__file__).resolve().parents[1]
-ALPHA = 0.05
 OPTIMIZER_PREFIX = "03_opt_"
 GRIDS = ("01_adam_batch_lr", "02_sgd_batch_lr")
-
-
-# --- statistics -------------------------------------------------------------------------------
-
-
-def welch(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p of Welch's t-test (unequal variances), None when a side has < 2 values."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = statistics.variance(a), statistics.variance(b)
-    if va == 0 and vb == 0:
-        return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
-    from scipy import stats
-
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def pm(xs: Sequence[float]) -> str:
-    if not xs:
-        return "–"
-    if len(xs) < 2:
-        return f"{xs[0]:.2f}"
-    return f"{statistics.fmean(xs):.2f} ± {statistics.stdev(xs):.2f}"
-
-
-def p_cell(p: float | None) -> str:
-    if p is None:
-        return ""
-    return (f"{p:.3f}" if p >= 0.001 else "<0.001") + (" *" if p < ALPHA else "")
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -223,18 +196,19 @@ def verdict(f: Factor) -> str:
                 "conclusion yet.")
     best = ranked(f)[0]
     worse = [lv.label for lv in f.levels if lv is not f.default
-             and (p := welch(lv.dev, f.default.dev)) is not None and p < ALPHA
+             and (p := welch_p(lv.dev, f.default.dev)) is not None and p < ALPHA
              and lv.mean_dev < f.default.mean_dev]
     tail = f" Significantly worse than the default: {', '.join(worse)}." if worse else ""
     if best is f.default:
         return f"**Keep the default ({best.label})**: no level has a higher mean dev F1.{tail}"
     diff = best.mean_dev - f.default.mean_dev
-    p = welch(best.dev, f.default.dev)
+    p = welch_p(best.dev, f.default.dev)
     if p is not None and p < ALPHA:
         return (f"**Use {best.label}**: {diff:+.2f} dev F1 over the default "
-                f"({f.default.label}), p = {p_cell(p).rstrip(' *')}.{tail}")
+                f"({f.default.label}), p = {p_value(p)}.{tail}")
     return (f"**No level is significantly better than the default**: the best, {best.label}, is "
-            f"{diff:+.2f} dev F1 (p = {p_cell(p).rstrip(' *') or 'n/a'}), within seed noise.{tail}")
+            f"{diff:+.2f} dev F1 (p = {'n/a' if p is None else p_value(p)}), within seed noise."
+            f"{tail}")
 
 
 def edge_note(f: Factor) -> str:
@@ -275,13 +249,14 @@ def level_table(f: Factor) -> str:
         if lv is ref or ref is None or not ref.rows:
             cells = ["ref." if lv is ref else "", "", "ref." if lv is ref else "", ""]
         else:
-            cells = [f"{lv.mean_dev - ref.mean_dev:+.2f}", p_cell(welch(lv.dev, ref.dev)),
+            cells = [f"{lv.mean_dev - ref.mean_dev:+.2f}", p_cell(welch_p(lv.dev, ref.dev)),
                      f"{statistics.fmean(lv.test) - statistics.fmean(ref.test):+.2f}",
-                     p_cell(welch(lv.test, ref.test))]
+                     p_cell(welch_p(lv.test, ref.test))]
         epochs = statistics.fmean(int(r["best_epoch"]) for r in lv.rows)
         cpu = lv.cpu_per_run()
-        lines.append(f"| {label} | {pm(lv.dev)} | {pm(lv.test)} | {' | '.join(cells)} | "
-                     f"{len(lv.rows)} | {epochs:.1f} | {'' if cpu is None else f'{cpu:.0f}'} |")
+        cpu_cell = "" if cpu is None else f"{cpu:.0f}"
+        lines.append(f"| {label} | {pm(lv.dev, scale=1)} | {pm(lv.test, scale=1)} | "
+                     f"{' | '.join(cells)} | {len(lv.rows)} | {epochs:.1f} | {cpu_cell} |")
     return "\n".join(lines)
 
 
@@ -310,15 +285,6 @@ def grid_table(f: Factor) -> str:
 # --- plots ------------------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def mean_curve(lv: Level) -> list[float]:
     curves = lv.curves()
     n = min((len(c) for c in curves), default=0)
@@ -326,7 +292,7 @@ def mean_curve(lv: Level) -> list[float]:
 
 
 def plot_factor(f: Factor, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if f.kind in ("grid", "optimizer"):
         key = "train.batch_size" if f.kind == "grid" else None
@@ -372,14 +338,11 @@ def plot_factor(f: Factor, path: Path) -> None:
     if lows:
         right.set_ylim(max(min(lows) - 1, 0), max(lows) + 0.5)
     fig.suptitle(f.title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_curves(named: list[tuple[str, Level]], path: Path, title: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, lv) in enumerate(named):
         for c in lv.curves():
@@ -389,10 +352,7 @@ def plot_curves(named: list[tuple[str, Level]], path: Path, title: str) -> None:
     ax.set_ylabel("dev entity F1")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -517,9 +477,9 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
         if best is None or d is None or not d.rows:
             cells = ["–", "–", "", ""]
         else:
-            cells = [best.label + (" (default)" if best is d else ""), pm(best.dev),
+            cells = [best.label + (" (default)" if best is d else ""), pm(best.dev, scale=1),
                      "ref." if best is d else f"{best.mean_dev - d.mean_dev:+.2f}",
-                     "" if best is d else p_cell(welch(best.dev, d.dev))]
+                     "" if best is d else p_cell(welch_p(best.dev, d.dev))]
         out.append(f"| [{f.title}](#{f.anchor}) | {d.label if d else '–'} | "
                    f"{' | '.join(cells)} | {sum(lv.complete for lv in f.levels)} of "
                    f"{len(f.levels)} |")
@@ -549,11 +509,11 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
             if lv is base:
                 cells = "ref. |  | ref. | "
             else:
-                cells = (f"{lv.mean_dev - base.mean_dev:+.2f} | {p_cell(welch(lv.dev, base.dev))}"
+                cells = (f"{lv.mean_dev - base.mean_dev:+.2f} | {p_cell(welch_p(lv.dev, base.dev))}"
                          f" | {statistics.fmean(lv.test) - statistics.fmean(base.test):+.2f} | "
-                         f"{p_cell(welch(lv.test, base.test))}")
-            out.append(f"| {n} | {pm(lv.dev)} | {pm(lv.test)} | {cells} | {len(lv.rows)} of "
-                       f"{lv.seeds_wanted} |")
+                         f"{p_cell(welch_p(lv.test, base.test))}")
+            out.append(f"| {n} | {pm(lv.dev, scale=1)} | {pm(lv.test, scale=1)} | {cells} | "
+                       f"{len(lv.rows)} of {lv.seeds_wanted} |")
         if (results / "combined.json").is_file():
             combo = json.loads((results / "combined.json").read_text(encoding="utf-8"))
             out += ["", "The combined configuration (chosen on dev, frozen in "
@@ -582,9 +542,7 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
         png = plots / f"{f.sweeps[0] if len(f.sweeps) == 1 else 'optimizers'}.png"
         plot_factor(f, png)
         out += [f"![{f.title}]({rel(png)})", ""]
-    from rnner.files import write_text
-
-    write_text(output, "\n".join(out).rstrip() + "\n")
+    files.write_text(output, "\n".join(out).rstrip() + "\n")
     return output
 
 
@@ -602,7 +560,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--plots", type=Path, default=None,
                     help="where the PNGs go (default: the results directory)")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "src"))
     page = write_page(args.results, args.sweeps, args.output, args.plots or args.results)
     print(f"wrote {page}")
     return 0

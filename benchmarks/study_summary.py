@@ -26,10 +26,14 @@ from typing import Any
 
 from rnner import files
 from rnner.report import (
+    ALPHA,
+    Comparison,
     Group,
+    compare,
     groups,
     load_study,
     merge,
+    method_note,
     optimizer_label,
     pm,
     pyplot,
@@ -39,7 +43,6 @@ from rnner.report import (
     state_counts,
 )
 
-ALPHA = 0.05
 DEFAULT = "00_default"
 SEED_BASELINE = "00_seed_baseline"
 OPTIMIZER_ORDER = ["sgd", "sgd+momentum", "sgd+nesterov", "adam", "adamw", "nadam", "rmsprop",
@@ -59,72 +62,6 @@ TITLES = {  # a factor's title, by its first searched key
     "train.clip": "Gradient clipping (max norm; 0 = off)",
     "model.word_dropout": "Word dropout (training tokens replaced by UNK)",
 }
-
-
-# --- statistics -------------------------------------------------------------------------------
-
-
-def _scipy_stats() -> Any:
-    try:
-        from scipy import stats
-    except ImportError:
-        return None
-    return stats
-
-
-STATS = _scipy_stats()
-
-
-def method_note() -> str:
-    if STATS is not None:
-        return (f"Welch's two-sample t-test (unequal variances, two-sided, scipy "
-                f"{_scipy_version()}) on the per-seed F1 of the two levels; significant when "
-                f"p < {ALPHA}")
-    return ("scipy is not installed, so a simple rule stands in for a test: significant when "
-            "|difference of means| > 2 × pooled std, pooled std = sqrt((s1² + s2²) / 2)")
-
-
-def _scipy_version() -> str:
-    import scipy
-
-    return scipy.__version__
-
-
-@dataclass
-class Comparison:
-    diff: float | None  # points
-    p: float | None  # Welch p-value (None: no test possible, or the fallback rule)
-    significant: bool | None  # None: cannot tell (fewer than 2 seeds on a side)
-
-    def cell_diff(self) -> str:
-        return "–" if self.diff is None else f"{self.diff:+.2f}"
-
-    def cell_p(self) -> str:
-        if self.significant is None:
-            return "n/a"
-        mark = " *" if self.significant else ""
-        if self.p is None:
-            return ("> 2σ" if self.significant else "≤ 2σ") + mark
-        return (f"{self.p:.3f}" if self.p >= 0.001 else "<0.001") + mark
-
-
-def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
-    """Level `a` against reference `b` (F1 in [0, 1]); the difference is in points."""
-    if not a or not b:
-        return Comparison(None, None, None)
-    diff = 100 * (statistics.fmean(a) - statistics.fmean(b))
-    if len(a) < 2 or len(b) < 2:
-        return Comparison(diff, None, None)
-    sa, sb = statistics.stdev(a), statistics.stdev(b)
-    if STATS is None:
-        pooled = 100 * math.sqrt((sa**2 + sb**2) / 2)
-        return Comparison(diff, None, abs(diff) > 2 * pooled)
-    if sa == 0 and sb == 0:  # no spread at all: any difference is real
-        return Comparison(diff, 0.0 if diff else 1.0, diff != 0)
-    p = float(STATS.ttest_ind(a, b, equal_var=False).pvalue)
-    if math.isnan(p):
-        return Comparison(diff, None, None)
-    return Comparison(diff, p, p < ALPHA)
 
 
 # --- reading the studies ----------------------------------------------------------------------

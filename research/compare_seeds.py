@@ -16,10 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The statistics helpers live with the study's page writer (benchmarks/study_summary.py); the
-# scripts are not a package, so its folder goes on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from study_summary import compare, method_note, pm  # noqa: E402
+from rnner.report import compare, method_note, pm
 
 
 def load(directory: str) -> dict[int, dict[str, Any]]:

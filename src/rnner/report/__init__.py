@@ -1,5 +1,6 @@
-"""Reports on sweeps: `rnner report`, and the helpers that benchmarks/study_summary.py uses.
+"""Reports on sweeps: `rnner report`, and the helpers the study pages and compare_seeds use.
 
+- `stats`: seed-to-seed statistics: mean ± std cells, Welch's test, p cells.
 - `study`: reading a study, trials pooled into configurations (`Group`), importances.
 - `tables`: F1 cells, the configurations table, trials.csv.
 - `plots`: the figures, written through the atomic writer.
@@ -8,6 +9,7 @@
 
 from .page import add_report_parser, cmd_report, main_report, report
 from .plots import pyplot, save_figure
+from .stats import ALPHA, Comparison, compare, method_note, p_cell, p_value, pm, welch_p
 from .study import (
     Group,
     ReportError,
@@ -21,10 +23,11 @@ from .study import (
     search_keys,
     state_counts,
 )
-from .tables import fmt, pm, table, write_csv
+from .tables import fmt, table, write_csv
 
 __all__ = [
-    "Group", "ReportError", "add_report_parser", "cmd_report", "fmt", "groups", "importances",
-    "load_study", "log_scaled", "main_report", "merge", "optimizer_label", "pm", "pyplot",
-    "report", "resolve", "save_figure", "search_keys", "state_counts", "table", "write_csv",
+    "ALPHA", "Comparison", "Group", "ReportError", "add_report_parser", "cmd_report", "compare",
+    "fmt", "groups", "importances", "load_study", "log_scaled", "main_report", "merge",
+    "method_note", "optimizer_label", "p_cell", "p_value", "pm", "pyplot", "report", "resolve",
+    "save_figure", "search_keys", "state_counts", "table", "welch_p", "write_csv",
 ]

@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import files
+from .stats import pm
 from .study import Group, optimizer_label
 
 if TYPE_CHECKING:
     import optuna
 
 MAX_ROWS = 100
-
-
-def pm(xs: Sequence[float]) -> str:
-    """F1 in points, mean ± sample std (no std for one seed)."""
-    if not xs:
-        return "–"
-    mean = 100 * statistics.fmean(xs)
-    if len(xs) < 2:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {100 * statistics.stdev(xs):.2f}"
 
 
 def fmt(v: Any) -> str:
