@@ -14,11 +14,10 @@ EXTRA_MISSING = ("rnner serve needs the serve extra (FastAPI, uvicorn, prometheu
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..cli import COMMANDS
     from .limits import Limits
 
     d = Limits()
-    s = sub.add_parser("serve", help=COMMANDS["serve"][0])
+    s = sub.add_parser("serve", help="serve a model over HTTP, with a page to try it")
     s.add_argument("run_dir", nargs="?", help="run directory (default: the shipped model)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
