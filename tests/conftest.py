@@ -21,10 +21,18 @@ import pytest
 TESTS = Path(__file__).parent
 GOOD = TESTS / "data" / "good" / "small.txt"
 BAD = TESTS / "data" / "bad"
-DATA_ROOT = Path(
-    os.environ.get("RNNER_DATA") or Path(__file__).parents[1].parent / "shared" / "data"
-)
-CONLL = DATA_ROOT / "conll2003"
+
+def _conll_folder() -> Path:
+    """Where the library itself finds CoNLL-2003 (`$RNNER_DATA`, as the folder above
+    `conll2003/` or that folder itself, then `../shared/data`, ...): tests and library agree."""
+    from rnner.data import candidate_dirs, data_dir
+
+    root = data_dir() or candidate_dirs()[0]
+    return root / "conll2003"
+
+
+CONLL = _conll_folder()
+DATA_ROOT = CONLL.parent
 
 # A model small enough to train in about a second on one thread; random word vectors.
 TINY: dict[str, dict[str, Any]] = {
@@ -109,10 +117,31 @@ def conll_available() -> bool:
     return all((CONLL / f"{split}.txt").is_file() for split in ("train", "dev", "test"))
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+MISSING = f"CoNLL-2003 not found in {CONLL} (set RNNER_DATA)"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI a missing corpus fails the run: skipping the tests that need it would report
+    success for a suite that tested a fraction of what it should."""
+    if in_ci() and not conll_available():
+        pytest.exit(f"CI=true and {MISSING}", returncode=1)
+
+
+def needs_conll() -> None:
+    """Skip the calling test (fail it in CI) when the corpus is missing."""
+    if not conll_available():
+        if in_ci():
+            pytest.fail(f"CI=true and {MISSING}")
+        pytest.skip(MISSING)
+
+
 @pytest.fixture(scope="session")
 def conll_dir() -> Path:
-    if not conll_available():
-        pytest.skip(f"CoNLL-2003 not found in {CONLL} (set RNNER_DATA)")
+    needs_conll()
     return CONLL
 
 

@@ -5,6 +5,7 @@ import os
 import signal
 
 import pytest
+from conftest import needs_conll
 
 from rnner.config import Config
 from rnner.training import Interrupted, fit
@@ -18,10 +19,7 @@ TINY = {
 
 @pytest.fixture
 def conll_data():
-    from rnner.data import data_dir
-
-    if data_dir() is None:
-        pytest.skip("CoNLL-2003 data not found (set RNNER_DATA)")
+    needs_conll()
 
 
 def _log(run) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import children, sigint_alone, wait_gone
+from conftest import children, needs_conll, sigint_alone, wait_gone
 from optuna.trial import TrialState
 
 from rnner.config import Config, ConfigError
@@ -104,10 +104,7 @@ def open_study(output: Path, name: str = "sweep") -> optuna.Study:
 
 @pytest.fixture
 def conll_data():
-    from rnner.data import data_dir
-
-    if data_dir() is None:
-        pytest.skip("CoNLL-2003 data not found (set RNNER_DATA)")
+    needs_conll()
 
 
 # --- parsing and sampling ---------------------------------------------------------------------
