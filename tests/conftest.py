@@ -214,3 +214,34 @@ def sigint_alone(parent: subprocess.Popen, workers: list[int]) -> tuple[int, str
             parent.kill()
         wait_gone(workers, 60)
     return parent.returncode, err.strip().splitlines()[-1]
+
+
+def checkpoint_progress(run: Path) -> dict[str, Any]:
+    """The counters saved in a run's checkpoint, read from the file's JSON header (no torch).
+
+    `position` is the number of batches of `epoch` already done: the end-of-epoch checkpoint
+    saves 0 (with the next epoch), the one the signal handler writes saves where it stopped.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoint.safetensors"), framework="numpy") as f:
+        state = json.loads(f.metadata()["state"])
+    top = dict(state["__dict__"])
+    return {k: v for k, v in top["progress"]["__dict__"] if not isinstance(v, dict | list)}
+
+
+def stopped_by_signal(run: Path) -> bool:
+    """The run's checkpoint was written mid-epoch, which only the signal handler does."""
+    return checkpoint_progress(run)["position"] > 0
+
+
+def wait_for(predicate: Callable[[], bool], process: subprocess.Popen, seconds: float,
+             what: str) -> None:
+    """Poll `predicate` until it holds; fail (killing `process`) on timeout or early exit."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"{what}: not seen (exit {process.returncode}): {err[-2000:]}")
+        time.sleep(0.05)
