@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -217,7 +218,7 @@ def _fetch(url: str, dest: Path, info: DatasetInfo, split: str, progress: bool) 
             unit_scale=True,
             unit_divisor=1024,
             desc=dest.name,
-            disable=not progress,
+            disable=not progress or not sys.stderr.isatty(),  # no bar frames in a log file
             leave=False,
         ) as bar,
     ):
