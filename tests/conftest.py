@@ -203,6 +203,13 @@ def wait_gone(pids: list[int], seconds: float) -> None:
         time.sleep(0.2)
 
 
+def default_sigint() -> None:
+    """For Popen's preexec_fn: SIGINT back to its default in the child. A shell starts
+    background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler in the children, so a suite run in the background would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sigint_alone(parent: subprocess.Popen, workers: list[int]) -> tuple[int, str]:
     """SIGINT to `parent` only, as `kill -INT` sends it (Ctrl-C signals the whole group): its
     exit status and last line of stderr, once it and its `workers` are gone."""

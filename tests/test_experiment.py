@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import children, sigint_alone, stopped_by_signal, wait_gone
+from conftest import children, default_sigint, sigint_alone, stopped_by_signal, wait_gone
 
 from rnner.cli import main
 from rnner.config import Config
@@ -117,7 +117,7 @@ def _experiment_argv(config, out, seeds: int, workers: int) -> list[str]:
 def _experiment_training(config, out, seeds: int, workers: int):
     """`rnner experiment` started, returned with its workers once each is training a seed."""
     parent = subprocess.Popen(_experiment_argv(config, out, seeds, workers),
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 180
     while not all((out / f"seed{s}" / "log.jsonl").exists() for s in range(1, workers + 1)):
         if time.monotonic() > deadline or parent.poll() is not None:

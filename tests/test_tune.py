@@ -10,7 +10,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import children, needs_conll, sigint_alone, stopped_by_signal, wait_gone
+from conftest import (
+    children,
+    default_sigint,
+    needs_conll,
+    sigint_alone,
+    stopped_by_signal,
+    wait_gone,
+)
 from optuna.trial import TrialState
 
 from rnner.config import Config, ConfigError
@@ -408,7 +415,8 @@ def _tune_training(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[int]]:
     path = write(tmp_path, TINY.replace('"train.epochs" = 2',
                                         f'"train.epochs" = {LONG_EPOCHS}\n"train.patience" = 0'))
     out = tmp_path / "out"
-    parent = subprocess.Popen(_tune_argv(path, out), stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(_tune_argv(path, out), stderr=subprocess.PIPE, text=True,
+                              preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while len(list(out.glob("trials/*/*/log.jsonl"))) < 2:
         if time.monotonic() > deadline or parent.poll() is not None:
