@@ -160,13 +160,20 @@ def test_the_scan_finds_a_direct_write():
         "probe.py:6: dump", "probe.py:7: savefig", "probe.py:12: open('wt')"]
 
 
-@pytest.mark.xfail(strict=True, reason="report.py and tune.py still write plots, CSV, Markdown "
-                   "and the owner file directly (issue 25; redesign-tune's fix): remove this "
-                   "mark when it lands")
+# Writes that are atomic by other means, each checked by hand: (file, call) -> why.
+ATOMIC_BY_DESIGN = {
+    ("report/plots.py", "savefig"): "into the handle of a files.atomic_open",
+    ("resume.py", "open('w')"): "OUTPUT.partial, the temporary name, renamed when complete",
+    ("resume.py", "open('a')"): "OUTPUT.partial again, continued by predict --resume",
+}
+
+
 def test_no_module_writes_a_file_except_through_rnner_files():
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
         if path.name != "files.py":
             offenders += _direct_writes(path.read_text(encoding="utf-8"),
                                         str(path.relative_to(SRC)))
-    assert offenders == []
+    unexplained = [o for o in offenders
+                   if (o.split(":")[0], o.split(": ", 1)[1]) not in ATOMIC_BY_DESIGN]
+    assert unexplained == []
