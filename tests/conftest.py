@@ -21,10 +21,18 @@ import pytest
 TESTS = Path(__file__).parent
 GOOD = TESTS / "data" / "good" / "small.txt"
 BAD = TESTS / "data" / "bad"
-DATA_ROOT = Path(
-    os.environ.get("RNNER_DATA") or Path(__file__).parents[1].parent / "shared" / "data"
-)
-CONLL = DATA_ROOT / "conll2003"
+
+def _conll_folder() -> Path:
+    """Where the library itself finds CoNLL-2003 (`$RNNER_DATA`, as the folder above
+    `conll2003/` or that folder itself, then `../shared/data`, ...): tests and library agree."""
+    from rnner.data import candidate_dirs, data_dir
+
+    root = data_dir() or candidate_dirs()[0]
+    return root / "conll2003"
+
+
+CONLL = _conll_folder()
+DATA_ROOT = CONLL.parent
 
 # A model small enough to train in about a second on one thread; random word vectors.
 TINY: dict[str, dict[str, Any]] = {
@@ -109,10 +117,31 @@ def conll_available() -> bool:
     return all((CONLL / f"{split}.txt").is_file() for split in ("train", "dev", "test"))
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+MISSING = f"CoNLL-2003 not found in {CONLL} (set RNNER_DATA)"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI a missing corpus fails the run: skipping the tests that need it would report
+    success for a suite that tested a fraction of what it should."""
+    if in_ci() and not conll_available():
+        pytest.exit(f"CI=true and {MISSING}", returncode=1)
+
+
+def needs_conll() -> None:
+    """Skip the calling test (fail it in CI) when the corpus is missing."""
+    if not conll_available():
+        if in_ci():
+            pytest.fail(f"CI=true and {MISSING}")
+        pytest.skip(MISSING)
+
+
 @pytest.fixture(scope="session")
 def conll_dir() -> Path:
-    if not conll_available():
-        pytest.skip(f"CoNLL-2003 not found in {CONLL} (set RNNER_DATA)")
+    needs_conll()
     return CONLL
 
 
@@ -174,6 +203,13 @@ def wait_gone(pids: list[int], seconds: float) -> None:
         time.sleep(0.2)
 
 
+def default_sigint() -> None:
+    """For Popen's preexec_fn: SIGINT back to its default in the child. A shell starts
+    background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler in the children, so a suite run in the background would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sigint_alone(parent: subprocess.Popen, workers: list[int]) -> tuple[int, str]:
     """SIGINT to `parent` only, as `kill -INT` sends it (Ctrl-C signals the whole group): its
     exit status and last line of stderr, once it and its `workers` are gone."""
@@ -205,3 +241,34 @@ def postgres() -> Any:
         yield server
     finally:
         server.close()
+
+
+def checkpoint_progress(run: Path) -> dict[str, Any]:
+    """The counters saved in a run's checkpoint, read from the file's JSON header (no torch).
+
+    `position` is the number of batches of `epoch` already done: the end-of-epoch checkpoint
+    saves 0 (with the next epoch), the one the signal handler writes saves where it stopped.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoint.safetensors"), framework="numpy") as f:
+        state = json.loads(f.metadata()["state"])
+    top = dict(state["__dict__"])
+    return {k: v for k, v in top["progress"]["__dict__"] if not isinstance(v, dict | list)}
+
+
+def stopped_by_signal(run: Path) -> bool:
+    """The run's checkpoint was written mid-epoch, which only the signal handler does."""
+    return checkpoint_progress(run)["position"] > 0
+
+
+def wait_for(predicate: Callable[[], bool], process: subprocess.Popen, seconds: float,
+             what: str) -> None:
+    """Poll `predicate` until it holds; fail (killing `process`) on timeout or early exit."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"{what}: not seen (exit {process.returncode}): {err[-2000:]}")
+        time.sleep(0.05)

@@ -106,3 +106,18 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     plain.write_text("x", encoding="utf-8")
     files.write_text(atomic, "x")
     assert oct(atomic.stat().st_mode & 0o777) == oct(plain.stat().st_mode & 0o777)
+
+
+@pytest.mark.parametrize(("write", "bad"), [
+    (files.write_text, "new\n" * 10000 + "\ud800"),  # a lone surrogate: UTF-8 cannot encode it
+    (files.write_json, {"text": "new\n" * 10000 + "\ud800"}),
+    (files.write_bytes, "not bytes"),
+], ids=["write_text", "write_json", "write_bytes"])
+def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path: Path, write, bad) -> None:
+    """Every writer, not only write_bytes: a plain open() would have emptied the file."""
+    target = tmp_path / "out"
+    target.write_bytes(b"old\n")
+    with pytest.raises((UnicodeEncodeError, TypeError)):
+        write(target, bad)
+    assert target.read_bytes() == b"old\n"
+    assert temporaries(tmp_path, target) == []

@@ -84,11 +84,33 @@ def test_numbers_agree_with_each_other(result: dict[str, Any]) -> None:
     # 3 timed batches of 10 sentences each, so the two rates differ by the mean length.
     ratio = result["train_tokens_per_s"] / result["train_sentences_per_s"]
     assert 2 <= ratio <= 13
-    expected = (result["train_tokens_per_s"] * result["train_flops_per_token"]
-                / (result["matmul_gflops"] * 1e9))
-    assert result["utilization"] == pytest.approx(expected)
     parts = result["flops_per_token_forward_by_part"]
     assert result["train_flops_per_token"] == pytest.approx(3 * sum(parts.values()))
+
+
+def test_utilization_is_achieved_flops_over_the_matmul_rate(
+        tiny_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed measurements in, the utilizations worked out by hand out."""
+    monkeypatch.setattr(bench, "matmul_gflops", lambda *a: 2.0)
+    monkeypatch.setattr(bench, "bench_train", lambda s, plan: {
+        "train_sentences_per_s": 100.0, "train_tokens_per_s": 1000.0, "train_step_ms": 5.0,
+        "char_positions_per_token": 2.0, "char_width_mean": 4.0, "char_longest_mean": 4.0})
+    monkeypatch.setattr(bench, "bench_latency", lambda s, plan: {
+        "latency_ms_batch1": {"median": 1.0, "p90": 2.0, "sentences": 5},
+        "tokens_per_s": 500.0})
+    monkeypatch.setattr(bench, "bench_infer", lambda s, bs, reps: {
+        "tokens_per_s": 4000.0, "char_positions_per_token": 3.0})
+    r = bench.run(Config.load(tiny_config), PLAN, torch.device("cpu"))
+    # The tiny corpus's entities are single words: its BIOES tags are O, S-PER, S-LOC, S-ORG.
+    # Per token, forward: char CNN 2 positions * 2 * (8 * 8 * 3) = 768 (train), 1152 (infer:
+    # 3 positions); BiLSTM 2 * 4 * (28 * 16 + 16 * 16) * 2 = 11264; projection 2 * 32 * 4
+    # = 256; CRF 3 * 4 * 4 = 48. Training counts forward and backward as 3 forwards.
+    assert r["train_flops_per_token"] == 3 * (768 + 11264 + 256 + 48) == 37008
+    assert r["infer_flops_per_token"] == 1152 + 11264 + 256 + 48 == 12720
+    # 1000 tokens/s * 37008 FLOP / 2 GFLOP/s; 4000 tokens/s * 12720 FLOP / 2 GFLOP/s
+    assert r["utilization"] == pytest.approx(0.018504, rel=1e-12)
+    assert r["infer_utilization"] == pytest.approx(0.02544, rel=1e-12)
+    assert r["infer_tokens_per_s"] == 4000.0 and r["infer_tokens_per_s_by_batch"]["1"] == 500.0
 
 
 def test_profile_covers_forward_and_backward_of_every_part(result: dict[str, Any]) -> None:

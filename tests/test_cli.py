@@ -96,7 +96,11 @@ def test_evaluate_json(capsys, tiny_run, conll_dir):
     report = d["token"]["report"]
     assert {"O", "B-PER", "I-PER"} <= set(report)
     assert report["O"]["support"] == 42759
-    assert d["token"]["accuracy"] > 0.5
+    # A model tagging O everywhere has token accuracy 42759/51362 = 0.833 and finds nothing;
+    # the session model (dev entity F1 0.24, accuracy 0.853 when written) finds entities.
+    assert d["token"]["accuracy"] > 42759 / 51362 + 0.01
+    assert d["entity"]["f1"] > 0.12 and d["entity"]["precision"] > 0.12
+    assert d["entity"]["per_type"]["LOC"]["f1"] > 0.2
 
 
 def test_evaluate_text_and_output_agrees_with_score(capsys, tiny_run, tmp_path):

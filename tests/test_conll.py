@@ -1,8 +1,8 @@
-import os
 import pickle
 from pathlib import Path
 
 import pytest
+from conftest import CONLL
 
 from rnner.conll import (
     InputError,
@@ -16,8 +16,7 @@ from rnner.files import write_bytes, write_text
 
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "bad"
-SHARED = Path(os.environ.get("RNNER_DATA") or Path(__file__).parents[1].parent / "shared/data")
-TRAIN = SHARED / "conll2003" / "train.txt"
+TRAIN = CONLL / "train.txt"
 
 
 def error_of(path: Path, **kwargs) -> str:

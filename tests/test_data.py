@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import CONLL, DATA_ROOT, conll_available
 
 from rnner import data
 from rnner.data import (
@@ -23,11 +24,9 @@ from rnner.data import (
 )
 from rnner.files import write_text
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "data"
-REAL = SHARED / "conll2003"
-needs_real = pytest.mark.skipif(
-    not (REAL / "train.txt").is_file(), reason="CoNLL-2003 data not available"
-)
+SHARED = DATA_ROOT
+REAL = CONLL
+needs_real = pytest.mark.skipif(not conll_available(), reason="CoNLL-2003 data not available")
 
 TINY_FILES = {
     "train": "-DOCSTART- -X- -X- O\n\nEU NNP I-NP B-ORG\nrejects VBZ I-VP O\n\n",

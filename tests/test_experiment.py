@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import children, sigint_alone, wait_gone
+from conftest import children, default_sigint, sigint_alone, stopped_by_signal, wait_gone
 
 from rnner.cli import main
 from rnner.config import Config
@@ -109,33 +109,54 @@ def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_co
     assert "holds an unfinished run of another config" in err and "seed1" in err
 
 
+def _experiment_argv(config, out, seeds: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "rnner.cli", "experiment", str(config), "--seeds", str(seeds),
+            "--workers", str(workers), "--set", "train.threads=1", "--output", str(out)]
+
+
 def _experiment_training(config, out, seeds: int, workers: int):
     """`rnner experiment` started, returned with its workers once each is training a seed."""
-    parent = subprocess.Popen([sys.executable, "-m", "rnner.cli", "experiment", str(config),
-                               "--seeds", str(seeds), "--workers", str(workers), "--set",
-                               "train.threads=1", "--output", str(out)],
-                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    parent = subprocess.Popen(_experiment_argv(config, out, seeds, workers),
+                              stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 180
     while not all((out / f"seed{s}" / "log.jsonl").exists() for s in range(1, workers + 1)):
         if time.monotonic() > deadline or parent.poll() is not None:
             parent.kill()
             pytest.fail("the seeds did not start")
-        time.sleep(0.2)
+        time.sleep(0.05)
     return parent, children(parent.pid)
+
+
+def _rerun_finishes(config, out, seeds: int, workers: int, epochs: int) -> None:
+    """The same command again: every seed ends, each epoch trained once."""
+    done = subprocess.run(_experiment_argv(config, out, seeds, workers), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "summary.json").read_text())["n"] == seeds
+    for s in range(1, seeds + 1):
+        log = [json.loads(line)["epoch"]
+               for line in (out / f"seed{s}" / "log.jsonl").read_text().splitlines()]
+        assert log == list(range(1, epochs + 1))
+
+
+# Epochs of 60 sentences take a fraction of a second: 25 of them leave the signal, sent once
+# every worker has logged epoch 1, seconds to land mid-training, and keep the rerun short.
+ENDLESS = {"data": {"max_sentences": 60}, "train": {"epochs": 25, "patience": 0}}
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, write_config,
                                                                     tmp_path):
-    config = write_config(data={"max_sentences": 200}, train={"epochs": 200, "patience": 0})
+    config = write_config(**ENDLESS)
     out = tmp_path / "exp"
     parent, workers = _experiment_training(config, out, seeds=1, workers=1)
     assert workers
     parent.send_signal(signal.SIGTERM)  # the pool stops its seeds, as SIGINT would
     parent.wait(timeout=30)
     wait_gone(workers, 60)
-    assert (out / "seed1" / "checkpoint.safetensors").is_file()
+    assert stopped_by_signal(out / "seed1")  # a mid-epoch checkpoint: the worker's handler
     assert not (out / "seed1" / "metrics.json").exists()
+    _rerun_finishes(config, out, seeds=1, workers=1, epochs=25)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
@@ -143,13 +164,14 @@ def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
         conll_dir, write_config, tmp_path):
     """`kill -INT` reaches the experiment process only (Ctrl-C signals the whole group): it
     must still stop its seeds, not wait for them to finish."""
-    config = write_config(data={"max_sentences": 200}, train={"epochs": 200, "patience": 0})
+    config = write_config(**ENDLESS)
     out = tmp_path / "exp"
     parent, workers = _experiment_training(config, out, seeds=3, workers=2)
     status, last = sigint_alone(parent, workers)
     assert status == 130
     assert last == "interrupted (seed 1, seed 2, seed 3); rerun the same command to resume"
-    for s in (1, 2):  # stopped in training: resumable
-        assert (out / f"seed{s}" / "checkpoint.safetensors").is_file()
+    for s in (1, 2):  # stopped in training by the signal handler: resumable
+        assert stopped_by_signal(out / f"seed{s}")
         assert not (out / f"seed{s}" / "metrics.json").exists()
     assert not (out / "seed3").exists()  # never started
+    _rerun_finishes(config, out, seeds=3, workers=2, epochs=25)

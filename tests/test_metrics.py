@@ -1,12 +1,11 @@
 import json
-import os
 import random
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CONLL, needs_conll
 
 from rnner.metrics import (
     EntityScores,
@@ -19,8 +18,7 @@ from rnner.metrics import (
 )
 from rnner.tags import conlleval_chunks, convert
 
-DATA_ROOT = Path(os.environ.get("RNNER_DATA") or Path(__file__).parents[1].parent / "shared/data")
-CONLL_TEST = DATA_ROOT / "conll2003" / "test.txt"
+CONLL_TEST = CONLL / "test.txt"
 
 # (gold, pred, gold chunks, pred chunks, (correct, found, gold count)), worked out by hand
 # from conlleval's startOfChunk/endOfChunk.
@@ -263,8 +261,7 @@ def corrupt(sents, rate, seed):
 
 @pytest.fixture(scope="module")
 def conll_gold():
-    if not CONLL_TEST.is_file():
-        pytest.skip(f"{CONLL_TEST} not found (set RNNER_DATA)")
+    needs_conll()
     return read_gold_tags(CONLL_TEST)
 
 

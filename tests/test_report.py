@@ -1,7 +1,6 @@
 """The report: configurations pooled over seeds, every file it writes renamed into place whole,
 and the study-summary page (benchmarks/study_summary.py) built on its helpers."""
 
-import ast
 import contextlib
 import importlib.util
 import json
@@ -134,62 +133,6 @@ def test_a_plot_that_fails_midway_leaves_the_old_file_whole(tmp_path, monkeypatc
     with pytest.raises(OSError, match="No space left"):
         report(study, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old  # no temp file either
-
-
-EXEMPT = "# not-atomic:"  # on the line of a direct write that must be one, with the reason
-
-
-def _writes(tree: ast.AST, rel: str, lines: list[str] | None = None) -> list[str]:
-    """Calls in a module that write a file other than through rnner.files."""
-    bad = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        if lines and EXEMPT in lines[node.lineno - 1]:
-            continue
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(
-            func.value, ast.Name) else ""
-        modes = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
-        modes += [k.value.value for k in node.keywords
-                  if k.arg == "mode" and isinstance(k.value, ast.Constant)]
-        if name in ("write_text", "write_bytes", "write_json") and owner != "files":
-            bad.append(f"{rel}:{node.lineno}: {name}")
-        elif name in ("open", "fdopen") and owner not in ("os",) and any(
-                set(str(m)) & set("wax+") for m in modes):
-            bad.append(f"{rel}:{node.lineno}: {name}(..., {modes[0]!r})")
-        elif name == "savefig" and rel != "report/plots.py":  # save_figure writes atomically
-            bad.append(f"{rel}:{node.lineno}: savefig")
-    return bad
-
-
-def test_no_module_writes_a_file_except_through_rnner_files():
-    """The backstop of the behavioural tests above: a direct write anywhere in the package."""
-    src = ROOT / "src" / "rnner"
-    bad = []
-    for path in sorted(src.rglob("*.py")):
-        rel = path.relative_to(src).as_posix()
-        if rel != "files.py":
-            text = path.read_text(encoding="utf-8")
-            bad += _writes(ast.parse(text), rel, text.splitlines())
-    assert bad == []
-
-
-@pytest.mark.parametrize("script", ["benchmarks/study_summary.py",
-                                    "benchmarks/study_full_page.py"])
-def test_the_study_pages_write_only_through_rnner_files(script):
-    """The pages and their PNGs go through files.write_text and report.save_figure."""
-    assert _writes(ast.parse((ROOT / script).read_text(encoding="utf-8")), script) == []
-
-
-def test_the_scan_finds_a_direct_write():
-    code = ('p.write_text("x")\nopen(p, "w")\nPath(p).open(mode="a")\nfig.savefig(p)\n'
-            'files.write_text(p, "x")\nopen(p)\nopen(p, "rb")\n'
-            f'open(p, "w")  {EXEMPT} a pipe\n')
-    assert _writes(ast.parse(code), "x.py", code.splitlines()) == [
-        "x.py:1: write_text", "x.py:2: open(..., 'w')", "x.py:3: open(..., 'a')",
-        "x.py:4: savefig"]
 
 
 # --- benchmarks/study_summary.py --------------------------------------------------------------

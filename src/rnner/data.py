@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -92,7 +93,15 @@ def cache_dir() -> Path:
 def default_download_dir() -> Path:
     """Where `rnner data download` puts data: $RNNER_DATA if set, else the user cache."""
     env = os.environ.get(ENV_DATA)
-    return Path(env).expanduser() if env else cache_dir()
+    return _data_root(Path(env).expanduser()) if env else cache_dir()
+
+
+def _data_root(path: Path) -> Path:
+    """A data root holds one folder per dataset; a dataset's own folder (`.../conll2003`,
+    as people often set $RNNER_DATA) stands for its parent, so both forms find the files."""
+    if path.name in DATASETS and not (path / path.name).is_dir():
+        return path.parent
+    return path
 
 
 def candidate_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -102,10 +111,10 @@ def candidate_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]
     would make a run irreproducible. An empty string (a config's default) means none.
     """
     if explicit:
-        return [Path(explicit).expanduser()]
+        return [_data_root(Path(explicit).expanduser())]
     dirs = []
     if env := os.environ.get(ENV_DATA):
-        dirs.append(Path(env).expanduser())
+        dirs.append(_data_root(Path(env).expanduser()))
     dirs.append(Path.cwd().parent / "shared" / "data")
     if (root := _repo_root()) is not None:
         dirs.append(root.parent / "shared" / "data")
@@ -209,7 +218,7 @@ def _fetch(url: str, dest: Path, info: DatasetInfo, split: str, progress: bool) 
             unit_scale=True,
             unit_divisor=1024,
             desc=dest.name,
-            disable=not progress,
+            disable=not progress or not sys.stderr.isatty(),  # no bar frames in a log file
             leave=False,
         ) as bar,
     ):

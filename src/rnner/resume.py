@@ -60,13 +60,11 @@ class ChunkedOutput:
         if self.resume:
             state = self._load_state()
             self.done = self.skip = int(state["items"])
-            # FILE.partial is the temporary name, renamed over FILE at the end
-            with open(self.partial, "r+b") as f:  # not-atomic: drop a chunk that was cut short
+            with open(self.partial, "r+b") as f:  # drop a chunk that was cut short
                 f.truncate(int(state["output_bytes"]))
-        mode = "a" if self.resume else "w"
-        self._file = open(  # noqa: SIM115  # not-atomic: the temporary name, appended to
-            self.partial, mode, encoding="utf-8", newline="")
-        if not self.resume:
+            self._file = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        else:
+            self._file = open(self.partial, "w", encoding="utf-8", newline="")  # noqa: SIM115
             self._save_state()
         self._catch_signals()
         return self

@@ -295,8 +295,7 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
                 # /dev/null or a pipe: written as it goes, nothing to rename or resume
                 if resume:
                     raise InputError(output_path, None, "--resume needs a regular output file")
-                out: Any = stack.enter_context(
-                    open(output_path, "w", encoding="utf-8"))  # not-atomic: not renameable
+                out: Any = stack.enter_context(open(output_path, "w", encoding="utf-8"))
                 skip_done: Callable[[Any], Any] = iter
                 chunks: Callable[[Any], Any] = iter
             elif output_path == "-":
