@@ -291,15 +291,15 @@ def check_tags(
     """
     from . import tags as tagging
 
-    labelled = [s for s in sentences if s.tags is not None]
-    scheme = scheme or tagging.detect_scheme(s.tags for s in labelled)
+    labelled = [(s, s.tags) for s in sentences if s.tags is not None]
+    scheme = scheme or tagging.detect_scheme(labels for _, labels in labelled)
     known = set(types) if types is not None else None
-    for s in labelled:
-        bad = tagging.validate(s.tags, scheme)
+    for s, labels in labelled:
+        bad = tagging.validate(labels, scheme)
         if bad is not None:
-            raise InputError(path, s.line + bad, f"tag {s.tags[bad]!r} breaks the {scheme} scheme")
+            raise InputError(path, s.line + bad, f"tag {labels[bad]!r} breaks the {scheme} scheme")
         if known is not None:
-            for i, tag in enumerate(s.tags):
+            for i, tag in enumerate(labels):
                 kind = tagging.split_tag(tag)[1]
                 if kind is not None and kind not in known:
                     raise InputError(

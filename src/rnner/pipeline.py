@@ -61,11 +61,18 @@ def load_corpus(cfg: Config) -> Corpus:
         if trust is not None:
             trust += [1.0] * len(splits["dev"])
     scheme = check_tags(splits["train"], paths["train"])
-    types = {tags.split_tag(t)[1] for s in splits["train"] for t in s.tags} - {None}
+    types = {kind for s in splits["train"] for t in _gold(s)
+             if (kind := tags.split_tag(t)[1]) is not None}
     for split in ("dev", "test"):
         if split in splits:
             check_tags(splits[split], paths[split], types=types)
     return Corpus(splits["train"], splits["dev"], splits.get("test", []), scheme, paths, trust)
+
+
+def _gold(s: Sentence) -> tuple[str, ...]:
+    """A sentence's tags: every split of a corpus is read labelled (read_conll's default)."""
+    assert s.tags is not None, f"the sentence at line {s.line} has no tags"
+    return s.tags
 
 
 def read_trust(path: str, train: Sequence[Sentence], train_path: str) -> list[float]:
@@ -96,7 +103,7 @@ def read_trust(path: str, train: Sequence[Sentence], train_path: str) -> list[fl
 
 def to_scheme(sents: Sequence[Sentence], scheme: str, source: str) -> list[list[str]]:
     """Each sentence's tags converted from the file's scheme `source` to `scheme`."""
-    return [tags.convert(list(s.tags), scheme, source) for s in sents]
+    return [tags.convert(list(_gold(s)), scheme, source) for s in sents]
 
 
 @dataclass
@@ -169,7 +176,7 @@ def evaluate_split(
     """Entity scores (conlleval) on predictions mapped back to the file's own scheme."""
     ids = predict_ids(model, split, batches, device)
     pred = decode_tags(ids, vocabs, cfg.data.scheme, source_scheme)
-    gold = [list(s.tags) for s in sents]
+    gold = [list(_gold(s)) for s in sents]
     result: dict[str, Any] = {"entity": entity_scores(gold, pred).to_dict()}
     if report:
         text, table = token_report(gold, pred)

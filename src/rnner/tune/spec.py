@@ -161,22 +161,29 @@ class Param:
     def suggest(self, trial: optuna.Trial) -> Any:
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = self._bounds()
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high),
+            return trial.suggest_int(self.name, int(low), int(high),
                                      step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high),
+        return trial.suggest_float(self.name, float(low), float(high),
                                    step=self.step, log=self.log)
 
     def grid_values(self) -> list[Any]:
         if self.kind == "categorical":
             return list(self.choices)
+        low, high = self._bounds()
         if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            return list(range(int(low), int(high) + 1, int(self.step or 1)))
         if self.step is None:
             raise SweepError(f"search.{self.name}", "the grid sampler needs `choices` or a "
                                                     "`step` for a float parameter")
-        n = int(round((self.high - self.low) / self.step))
-        return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+        n = int(round((high - low) / self.step))
+        return [round(low + i * self.step, 12) for i in range(n + 1)]
+
+    def _bounds(self) -> tuple[float, float]:
+        """`low` and `high` of an int or float parameter (parse_param requires both)."""
+        assert self.low is not None and self.high is not None, f"{self.name} has no range"
+        return self.low, self.high
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "key": self.key, "type": self.kind}
@@ -237,11 +244,15 @@ def parse_param(name: str, spec: dict[str, Any], base: dict[str, Any],
         param = Param(name, key, kind, choices=tuple(choices), when=conditions)
         values = list(choices)
     else:
-        low, high = spec.get("low"), spec.get("high")
         num = int if kind == "int" else int | float
-        for label, v in (("low", low), ("high", high)):
-            if not isinstance(v, num) or isinstance(v, bool):
+        bounds: list[float] = []
+        for label in ("low", "high"):
+            v = spec.get(label)
+            if (not isinstance(v, int | float) or isinstance(v, bool)
+                    or (kind == "int" and not isinstance(v, int))):
                 raise SweepError(where, f"{kind} parameter needs a numeric `{label}`", path)
+            bounds.append(v)
+        low, high = bounds
         if low > high:
             raise SweepError(where, f"low {low} is above high {high}", path)
         log, step = bool(spec.get("log", False)), spec.get("step")
