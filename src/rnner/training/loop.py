@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,8 @@ class Epoch:
     improved: bool  # dev F1 above every earlier epoch's (always, with train.select "last")
 
 
-def train_while_improving(s: Setup, state: Progress, epoch_rng: dict | None, started: float,
+def train_while_improving(s: Setup, state: Progress, epoch_rng: Mapping[str, Any] | None,
+                          started: float,
                           stop: list[bool], progress: bool = True) -> Iterator[Epoch]:
     """Epochs `state.epoch` .. `train.epochs`, continuing a resumed epoch at `state.position`
     with the batch order drawn from `epoch_rng`. When `stop[0]` turns true the loop raises
@@ -88,7 +89,7 @@ def train_while_improving(s: Setup, state: Progress, epoch_rng: dict | None, sta
         yield Epoch(record, improved)
 
 
-def _train_epoch(s: Setup, state: Progress, epoch_rng: dict, started: float,
+def _train_epoch(s: Setup, state: Progress, epoch_rng: Mapping[str, Any], started: float,
                  stop: list[bool], progress: bool) -> float:
     """One pass over the training batches from `state.position`; returns its seconds."""
     t = s.cfg.train

@@ -12,7 +12,7 @@ import dataclasses
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ class Interrupted(Exception):
 class Stopped(Exception):
     """Raised by the loop between two batches after a stop request; the caller checkpoints."""
 
-    def __init__(self, epoch_rng: dict):
+    def __init__(self, epoch_rng: Mapping[str, Any]):
         self.epoch_rng = epoch_rng  # numpy state at the start of the epoch in progress
         super().__init__("stop requested")
 
@@ -121,7 +121,7 @@ class WeightAverage:
 
 
 def save_checkpoint(out: Path, model: RNNTagger, opt: torch.optim.Optimizer, sched: Any,
-                     progress: Progress, epoch_rng: dict,
+                     progress: Progress, epoch_rng: Mapping[str, Any],
                      average: WeightAverage | None) -> None:
     checkpoint.save(out, {
         "model": model.state_dict(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def _keep(out: Path, s: Setup) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in s.model.state_dict().items()}
 
 
-def _checkpoint(out: Path, s: Setup, state: Progress, epoch_rng: dict) -> None:
+def _checkpoint(out: Path, s: Setup, state: Progress, epoch_rng: Mapping[str, Any]) -> None:
     save_checkpoint(out, s.model, s.opt, s.sched, state, epoch_rng, s.average)
 
 
