@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,12 +75,11 @@ class Batch:
     trust: torch.Tensor | None = None  # [B, T] float, 1 at padding
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(
-            **{
-                f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
-                for f in fields(self)
-            }
-        )
+        moved: dict[str, Any] = {
+            f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+            for f in fields(self)
+        }
+        return Batch(**moved)
 
     @property
     def num_tokens(self) -> int:

@@ -15,6 +15,11 @@ FORBIDDEN = -10_000.0
 
 
 class CRF(nn.Module):
+    # registered with register_buffer in __init__ (not saved: rebuilt from the tag scheme)
+    trans_mask: torch.Tensor
+    start_mask: torch.Tensor
+    end_mask: torch.Tensor
+
     def __init__(
         self,
         num_tags: int,

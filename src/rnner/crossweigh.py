@@ -104,7 +104,7 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     sents = corpus.train
     entities = [entity_words(s) for s in sents]
     # Fold files and models already in OUTPUT are reused, so they must be of this split.
-    settings = {"config": cfg.to_dict(), "folds": folds, "iterations": iterations,
+    settings: dict[str, Any] = {"config": cfg.to_dict(), "folds": folds, "iterations": iterations,
                 "train_sentences": len(sents)}
     settings["config"]["train"]["threads"] = 0  # any thread count may carry on
     saved = out / "settings.json"

@@ -28,11 +28,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .model import RNNTagger
 
 TIMEOUT_ENV = "RNNER_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 1800.0
@@ -56,7 +59,7 @@ class Single:
     def device(self, device: torch.device) -> torch.device:
         return device
 
-    def wrap(self, model: nn.Module) -> Any:
+    def wrap(self, model: RNNTagger) -> Any:
         return model.loss
 
     def deal(self, batches: Sequence[np.ndarray], position: int
@@ -84,7 +87,7 @@ class Group(Single):
         self._device = device
         return device
 
-    def wrap(self, model: nn.Module) -> Any:
+    def wrap(self, model: RNNTagger) -> Any:
         """The model's loss under DistributedDataParallel (made once per model: building it
         broadcasts rank 0's weights)."""
         from torch.nn.parallel import DistributedDataParallel
@@ -127,7 +130,7 @@ class Group(Single):
 class _Loss(nn.Module):
     """DDP synchronises gradients through `forward`; the tagger's training entry is `loss`."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: RNNTagger):
         super().__init__()
         self.model = model
 

@@ -136,9 +136,9 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
     runs: list[dict[str, Any]] = []
     todo = []
     for overrides, seed, run_dir in jobs:
-        done = run_dir / "metrics.json"
-        if done.is_file():
-            metrics = json.loads(done.read_text())
+        finished = run_dir / "metrics.json"
+        if finished.is_file():
+            metrics = json.loads(finished.read_text())
             wall = metrics.get("train_seconds", 0.0)
             runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
         else:

@@ -71,7 +71,7 @@ class CharLSTM(nn.Module):
 
     def _packed_final_states(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The same through one packed bidirectional call: fewer operations for a few tokens."""
-        weights = {name: p for name, p in self.forward_rnn.named_parameters()}
+        weights: dict[str, torch.Tensor] = dict(self.forward_rnn.named_parameters())
         weights |= {name + "_reverse": p for name, p in self.backward_rnn.named_parameters()}
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = functional_call(self._bidirectional[0], weights, (packed,))

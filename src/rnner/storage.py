@@ -114,12 +114,13 @@ def _unreachable(e: BaseException) -> bool:
     import sqlalchemy.exc as sa
 
     seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, sa.DBAPIError) and (e.connection_invalidated or isinstance(
-                e, sa.OperationalError | sa.InterfaceError)):
+    link: BaseException | None = e
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, sa.DBAPIError) and (link.connection_invalidated or isinstance(
+                link, sa.OperationalError | sa.InterfaceError)):
             return True
-        e = e.__cause__ or e.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 

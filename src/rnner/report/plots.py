@@ -7,7 +7,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import files
 from .study import Group
@@ -40,7 +40,7 @@ def save_figure(fig: Any, path: Path, dpi: int = 110) -> str:
 
 
 def _finish(fig: Any, ax: Axes, path: Path, xlabel: str, ylabel: str, title: str,
-            grid: str = "major", legend: bool = True) -> str:
+            grid: Literal["major", "minor", "both"] = "major", legend: bool = True) -> str:
     """Labels, grid and legend of a one-panel plot, then `save_figure`."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -197,9 +197,11 @@ def tune(
         "finished": sum(counts.get(s, 0) for s in FINISHED), "counts": counts,
         "exit_codes": codes, "seconds": round(time.perf_counter() - started, 1),
     }
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    # a COMPLETE trial of a single-objective study always has its value
+    complete = [(t.value, t) for t in study.get_trials(deepcopy=False)
+                if t.state.name == "COMPLETE" and t.value is not None]
     if complete:
-        best = max(complete, key=lambda t: t.value)
+        best = max(complete, key=lambda vt: vt[0])[1]
         summary["best"] = {"number": best.number, "dev_f1": best.value, "params": best.params,
                            "test_f1": best.user_attrs.get("test_f1")}
     if 130 in codes:
