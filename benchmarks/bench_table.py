@@ -1,6 +1,6 @@
 """A Markdown table from saved `bench.py --json` outputs, side by side.
 
-    python benchmarks/bench_table.py NAME=FILE.json [NAME=FILE.json ...]
+python benchmarks/bench_table.py NAME=FILE.json [NAME=FILE.json ...]
 """
 
 from __future__ import annotations
@@ -13,16 +13,25 @@ ROWS = [
     ("train sentences/s", lambda d: f"{d['train_sentences_per_s']:.0f}"),
     ("train tokens/s", lambda d: f"{d['train_tokens_per_s']:.0f}"),
     ("train step, ms (batch {batch})", lambda d: f"{d['train_step_ms']:.1f}"),
-    ("infer tokens/s at batch {infer_batches}",
-     lambda d: " / ".join(f"{v:.0f}" for v in d["infer_tokens_per_s_by_batch"].values())),
-    ("latency at batch 1, median / p90 ms",
-     lambda d: f"{d['latency_ms_batch1']['median']:.2f} / {d['latency_ms_batch1']['p90']:.2f}"),
+    (
+        "infer tokens/s at batch {infer_batches}",
+        lambda d: " / ".join(f"{v:.0f}" for v in d["infer_tokens_per_s_by_batch"].values()),
+    ),
+    (
+        "latency at batch 1, median / p90 ms",
+        lambda d: f"{d['latency_ms_batch1']['median']:.2f} / {d['latency_ms_batch1']['p90']:.2f}",
+    ),
     ("fp32 matmul GFLOP/s", lambda d: f"{d['matmul_gflops']:.0f}"),
-    ("FLOPs/token train / infer (analytic)",
-     lambda d: f"{d['train_flops_per_token'] / 1e6:.2f}M / "
-               f"{d['infer_flops_per_token'] / 1e6:.2f}M"),
-    ("utilization train / infer",
-     lambda d: f"{100 * d['utilization']:.1f}% / {100 * d['infer_utilization']:.1f}%"),
+    (
+        "FLOPs/token train / infer (analytic)",
+        lambda d: (
+            f"{d['train_flops_per_token'] / 1e6:.2f}M / {d['infer_flops_per_token'] / 1e6:.2f}M"
+        ),
+    ),
+    (
+        "utilization train / infer",
+        lambda d: f"{100 * d['utilization']:.1f}% / {100 * d['infer_utilization']:.1f}%",
+    ),
     ("peak RSS, MB", lambda d: f"{d['peak_rss_mb']:.0f}"),
 ]
 
@@ -33,12 +42,16 @@ def main(argv: list[str]) -> int:
     print("| measurement | " + " | ".join(name for name, _ in pairs) + " |")
     print("|---|" + "---|" * len(pairs))
     for label, fmt in ROWS:
-        label = label.format(batch=first["config"]["batch_size"],
-                             infer_batches=" / ".join(first["infer_tokens_per_s_by_batch"]))
+        label = label.format(
+            batch=first["config"]["batch_size"],
+            infer_batches=" / ".join(first["infer_tokens_per_s_by_batch"]),
+        )
         print(f"| {label} | " + " | ".join(fmt(d) for _, d in pairs) + " |")
     c = first["config"]
-    print(f"\nModel: {c}. Machine: {first['cpu_model']}, torch {first['torch_version']}, "
-          f"device {first['device']}; plan {first['plan']}.")
+    print(
+        f"\nModel: {c}. Machine: {first['cpu_model']}, torch {first['torch_version']}, "
+        f"device {first['device']}; plan {first['plan']}."
+    )
     return 0
 
 

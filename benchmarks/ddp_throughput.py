@@ -31,15 +31,35 @@ SETTINGS = [
 ]
 
 
-def measure(config: Path, sentences: int, epochs: int, nproc: int, threads: int,
-            batch: int) -> tuple[float, float]:
+def measure(
+    config: Path, sentences: int, epochs: int, nproc: int, threads: int, batch: int
+) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="rnner-ddp-") as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "rnner.cli", "train", str(config), "--output", str(out),
-               "--quiet", "--epochs", str(epochs), "--nproc", str(nproc),
-               "--set", f"data.max_sentences={sentences}", "--set", f"train.batch_size={batch}",
-               "--set", f"train.threads={threads}", "--set", "train.patience=0",
-               "--set", "train.device=cpu"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rnner.cli",
+            "train",
+            str(config),
+            "--output",
+            str(out),
+            "--quiet",
+            "--epochs",
+            str(epochs),
+            "--nproc",
+            str(nproc),
+            "--set",
+            f"data.max_sentences={sentences}",
+            "--set",
+            f"train.batch_size={batch}",
+            "--set",
+            f"train.threads={threads}",
+            "--set",
+            "train.patience=0",
+            "--set",
+            "train.device=cpu",
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -55,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--only", help="comma-separated numbers (1-4) of the settings to run")
     args = ap.parse_args(argv)
-    chosen = ([SETTINGS[int(i) - 1] for i in args.only.split(",")] if args.only
-              else SETTINGS)
+    chosen = [SETTINGS[int(i) - 1] for i in args.only.split(",")] if args.only else SETTINGS
     rows = []
     for label, nproc, threads, batch in chosen:
         rates, f1s = [], []
@@ -66,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             f1s.append(f1)
             print(f"{label}: {rate:.0f} sentences/s", flush=True)
         rows.append((label, statistics.median(rates), statistics.median(f1s)))
-    print(f"\n{args.config.name}, {args.sentences} training sentences, {args.epochs} epochs, "
-          f"{os.cpu_count()} CPUs; median over epochs (and {args.repeats} repeat(s))\n")
-    print("| setting | train sentences/s | vs the first | dev F1 after "
-          f"{args.epochs} epochs |")
+    print(
+        f"\n{args.config.name}, {args.sentences} training sentences, {args.epochs} epochs, "
+        f"{os.cpu_count()} CPUs; median over epochs (and {args.repeats} repeat(s))\n"
+    )
+    print(f"| setting | train sentences/s | vs the first | dev F1 after {args.epochs} epochs |")
     print("|---|---|---|---|")
     base = rows[0][1]
     for label, rate, f1 in rows:

@@ -32,8 +32,25 @@ from typing import Any
 
 MIB = 1 << 20
 MILESTONES = (0.25, 0.5, 0.75, 1.0)
-NO_SPACE_BEFORE = {",", ".", ":", ";", "!", "?", ")", "]", "%", "'s", "'S", "n't", "'re", "'ve",
-                   "'ll", "'d", "'m"}
+NO_SPACE_BEFORE = {
+    ",",
+    ".",
+    ":",
+    ";",
+    "!",
+    "?",
+    ")",
+    "]",
+    "%",
+    "'s",
+    "'S",
+    "n't",
+    "'re",
+    "'ve",
+    "'ll",
+    "'d",
+    "'m",
+}
 NO_SPACE_AFTER = {"(", "[", "$"}
 
 
@@ -147,8 +164,11 @@ class Result:
 
 
 def _mark(s: Sample) -> dict[str, float]:
-    return {"seconds": round(s.seconds, 2), "rss_mib": round(s.rss / MIB, 1),
-            "peak_rss_mib": round(s.hwm / MIB, 1)}
+    return {
+        "seconds": round(s.seconds, 2),
+        "rss_mib": round(s.rss / MIB, 1),
+        "peak_rss_mib": round(s.hwm / MIB, 1),
+    }
 
 
 def watch(command: list[str], info: Input, env: dict[str, str], interval: float) -> Result:
@@ -166,8 +186,9 @@ def watch(command: list[str], info: Input, env: dict[str, str], interval: float)
             mem = _status(proc.pid)
         except (OSError, KeyError, ValueError):  # exiting between two reads
             break
-        samples.append(Sample(time.perf_counter() - started, offset, mem.get("VmRSS", 0),
-                              mem.get("VmHWM", 0)))
+        samples.append(
+            Sample(time.perf_counter() - started, offset, mem.get("VmRSS", 0), mem.get("VmHWM", 0))
+        )
         time.sleep(interval)
     _, err = proc.communicate()
     seconds = time.perf_counter() - started
@@ -187,17 +208,25 @@ def watch(command: list[str], info: Input, env: dict[str, str], interval: float)
             rss_at[f"{mark:.0%}"] = _mark(past[0])
     if samples:
         rss_at["end"] = _mark(samples[-1])
-    growth = (rss_at["100%"]["rss_mib"] - rss_at["25%"]["rss_mib"]
-              if "25%" in rss_at and "100%" in rss_at else float("nan"))
+    growth = (
+        rss_at["100%"]["rss_mib"] - rss_at["25%"]["rss_mib"]
+        if "25%" in rss_at and "100%" in rss_at
+        else float("nan")
+    )
     tagging = max(seconds - first, 1e-9)
     return Result(
-        input=info, command=command, exit_code=proc.returncode, seconds=round(seconds, 2),
+        input=info,
+        command=command,
+        exit_code=proc.returncode,
+        seconds=round(seconds, 2),
         startup_seconds=round(first, 2),
         mb_per_s=round(info.bytes / MIB / seconds, 3),
         tokens_per_s=round(info.tokens / seconds),
         mb_per_s_tagging=round(info.bytes / MIB / tagging, 3),
         tokens_per_s_tagging=round(info.tokens / tagging),
-        max_rss_mib=round(max_rss / MIB, 1), rss_at=rss_at, rss_growth_mib=round(growth, 1),
+        max_rss_mib=round(max_rss / MIB, 1),
+        rss_at=rss_at,
+        rss_growth_mib=round(growth, 1),
         samples=len(samples),
     )
 
@@ -222,10 +251,14 @@ def table(r: Result) -> str:
         "memory     input read   time      RSS     peak RSS",
     ]
     for mark, m in r.rss_at.items():
-        lines.append(f"           {mark:>10s} {m['seconds']:6.1f} s {m['rss_mib']:7.1f} MiB"
-                     f" {m['peak_rss_mib']:7.1f} MiB")
-    lines.append(f"           RSS from 25% to 100%: {r.rss_growth_mib:+.1f} MiB; "
-                 f"max RSS (getrusage) {r.max_rss_mib:.1f} MiB; {r.samples} samples")
+        lines.append(
+            f"           {mark:>10s} {m['seconds']:6.1f} s {m['rss_mib']:7.1f} MiB"
+            f" {m['peak_rss_mib']:7.1f} MiB"
+        )
+    lines.append(
+        f"           RSS from 25% to 100%: {r.rss_growth_mib:+.1f} MiB; "
+        f"max RSS (getrusage) {r.max_rss_mib:.1f} MiB; {r.samples} samples"
+    )
     return "\n".join(lines)
 
 
@@ -235,11 +268,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mb", type=float, default=50.0, help="input size in MiB (default 50)")
     p.add_argument("--format", choices=("jsonl", "text"), default="jsonl")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads of the child (OMP_NUM_THREADS; 0: torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads of the child (OMP_NUM_THREADS; 0: torch's default)",
+    )
     p.add_argument("--dev", type=Path, help="CoNLL file to draw sentences from (default: dev)")
-    p.add_argument("--input", type=Path,
-                   help="where to write the generated text (kept); default: a temporary file")
+    p.add_argument(
+        "--input",
+        type=Path,
+        help="where to write the generated text (kept); default: a temporary file",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--interval", type=float, default=0.05, help="sampling period, seconds")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
@@ -253,9 +293,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="predict_scale.") as tmp:
         path = args.input or Path(tmp) / "news.txt"
         info = write_input(path, args.mb, args.dev or default_dev(), args.seed)
-        command = [sys.executable, "-m", "rnner.cli", "predict", run_dir, "--input", str(path),
-                   "--output", os.devnull, "--format", args.format,
-                   "--batch-size", str(args.batch_size), "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "rnner.cli",
+            "predict",
+            run_dir,
+            "--input",
+            str(path),
+            "--output",
+            os.devnull,
+            "--format",
+            args.format,
+            "--batch-size",
+            str(args.batch_size),
+            "--quiet",
+        ]
         env = dict(os.environ)
         if args.threads:
             env["OMP_NUM_THREADS"] = str(args.threads)

@@ -35,13 +35,21 @@ def main(argv: list[str]) -> int:
         reports = [json.loads(Path(p).read_text()) for p in paths.split(",")]
         rows = [r["results"] for r in reports]
         cols = [[100 * r[c]["f1"] for r in rows] for c in COLUMNS if all(c in r for r in rows)]
-        score = [statistics.mean(100 * r[c]["f1"] for c in COLUMNS) for r in rows
-                 if all(c in r for c in COLUMNS)]
+        score = [
+            statistics.mean(100 * r[c]["f1"] for c in COLUMNS)
+            for r in rows
+            if all(c in r for c in COLUMNS)
+        ]
         clean = statistics.mean(cols[0])
-        drops = [cell(col) + ("" if i == 0 else change(statistics.mean(col) - clean))
-                 for i, col in enumerate(cols)]
-        print(f"| {name} | {len(rows)} | " + " | ".join(drops)
-              + f" | {cell(score) if score else '-'} |")
+        drops = [
+            cell(col) + ("" if i == 0 else change(statistics.mean(col) - clean))
+            for i, col in enumerate(cols)
+        ]
+        print(
+            f"| {name} | {len(rows)} | "
+            + " | ".join(drops)
+            + f" | {cell(score) if score else '-'} |"
+        )
     return 0
 
 

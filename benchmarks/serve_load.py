@@ -61,10 +61,23 @@ def dev_sentences(data_root: Path) -> list[str]:
 class Server:
     def __init__(self, model: str, threads: int, extra: list[str]):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rnner.cli", "serve", model, "--port", "0",
-             "--threads", str(threads), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [
+                sys.executable,
+                "-m",
+                "rnner.cli",
+                "serve",
+                model,
+                "--port",
+                "0",
+                "--threads",
+                str(threads),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         self.port = 0
         self.log_lines = 0
         ready = threading.Event()
@@ -99,13 +112,23 @@ class Server:
 
 def encode_request(payload: dict) -> bytes:
     body = json.dumps(payload).encode("utf-8")
-    return (b"POST /v1/ner HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    return (
+        b"POST /v1/ner HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
 
 
-async def worker(port: int, requests: list[bytes], start: int, stride: int, budget: list[int],
-                 deadline: float, latencies: list[float], tokens: list[int],
-                 errors: list[str]) -> None:
+async def worker(
+    port: int,
+    requests: list[bytes],
+    start: int,
+    stride: int,
+    budget: list[int],
+    deadline: float,
+    latencies: list[float],
+    tokens: list[int],
+    errors: list[str],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = start
     try:
@@ -129,26 +152,38 @@ async def worker(port: int, requests: list[bytes], start: int, stride: int, budg
         writer.close()
 
 
-async def load(port: int, requests: list[bytes], concurrency: int, max_requests: int,
-               seconds: float) -> dict[str, Any]:
+async def load(
+    port: int, requests: list[bytes], concurrency: int, max_requests: int, seconds: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     tokens: list[int] = []
     errors: list[str] = []
     budget = [max_requests]
     t0 = time.perf_counter()
     deadline = t0 + seconds
-    await asyncio.gather(*(worker(port, requests, k, concurrency, budget, deadline, latencies,
-                                  tokens, errors) for k in range(concurrency)))
+    await asyncio.gather(
+        *(
+            worker(port, requests, k, concurrency, budget, deadline, latencies, tokens, errors)
+            for k in range(concurrency)
+        )
+    )
     wall = time.perf_counter() - t0
     ms = sorted(1000 * x for x in latencies)
 
     def pct(p: float) -> float:
         return ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))] if ms else float("nan")
 
-    return {"concurrency": concurrency, "requests": len(latencies), "seconds": wall,
-            "requests_per_s": len(latencies) / wall, "tokens_per_s": sum(tokens) / wall,
-            "p50_ms": pct(50), "p99_ms": pct(99), "errors": len(errors),
-            "error_examples": sorted(set(errors))[:3]}
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "seconds": wall,
+        "requests_per_s": len(latencies) / wall,
+        "tokens_per_s": sum(tokens) / wall,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+    }
 
 
 # --- offline ---------------------------------------------------------------------------------
@@ -168,13 +203,23 @@ def offline(model: str, data_root: Path, reps: int) -> float:
 
     tagger = Tagger.load(model)
     sents = conll.read_conll(data_root / "conll2003" / "dev.txt")
-    cfg = dataclasses.replace(tagger.cfg,
-                              data=dataclasses.replace(tagger.cfg.data, context="sentence"))
+    cfg = dataclasses.replace(
+        tagger.cfg, data=dataclasses.replace(tagger.cfg.data, context="sentence")
+    )
     dev = pipeline.encode_split(sents, tagger.vocabs, cfg)
     units = np.ones(len(dev.groups), dtype=np.int64)
-    setup = bench.Setup(cfg, tagger.model, dev.data, units, dev.data, units,
-                        torch.device("cpu"), np.random.default_rng(0), len(tagger.vocabs.tags),
-                        tagger.model.words.embedding_dim)
+    setup = bench.Setup(
+        cfg,
+        tagger.model,
+        dev.data,
+        units,
+        dev.data,
+        units,
+        torch.device("cpu"),
+        np.random.default_rng(0),
+        len(tagger.vocabs.tags),
+        tagger.model.words.embedding_dim,
+    )
     return bench.bench_infer(setup, 256, reps)["tokens_per_s"]
 
 
@@ -197,7 +242,8 @@ def table(r: dict[str, Any]) -> str:
             f"| {row['sentences']} sentence{'s' if row['sentences'] > 1 else ''} "
             f"| {row['concurrency']} | {row['requests_per_s']:.0f} | {row['tokens_per_s']:.0f} "
             f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} "
-            f"| {100 * row['tokens_per_s'] / ref:.0f} % |")
+            f"| {100 * row['tokens_per_s'] / ref:.0f} % |"
+        )
     soak = r["soak"]
     lines += [
         "",
@@ -222,11 +268,16 @@ def update_doc(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ROOT / "models" / "conll03-en"))
-    p.add_argument("--data", default=os.environ.get("RNNER_DATA", str(ROOT.parent / "shared"
-                                                                      / "data")))
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads of the server and of the offline run (1: the other "
-                        "core is left to HTTP and the client)")
+    p.add_argument(
+        "--data", default=os.environ.get("RNNER_DATA", str(ROOT.parent / "shared" / "data"))
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the server and of the offline run (1: the other "
+        "core is left to HTTP and the client)",
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="at most, per load level")
     p.add_argument("--requests", type=int, default=3000, help="at most, per load level")
     p.add_argument("--soak", type=int, default=20000, help="requests between RSS readings")
@@ -247,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     data_root = Path(args.data)
     sents = dev_sentences(data_root)
     one = [encode_request({"text": s}) for s in sents]
-    fifty = [encode_request({"texts": sents[i: i + 50]}) for i in range(0, len(sents) - 50, 50)]
+    fifty = [encode_request({"texts": sents[i : i + 50]}) for i in range(0, len(sents) - 50, 50)]
 
     import torch
 
@@ -264,17 +315,22 @@ def main(argv: list[str] | None = None) -> int:
                 row = asyncio.run(load(server.port, requests, c, args.requests, args.seconds))
                 row["sentences"] = size
                 runs.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k != "error_examples"}),
-                      flush=True)
+                print(
+                    json.dumps({k: v for k, v in row.items() if k != "error_examples"}), flush=True
+                )
         rss = [server.rss_mb()]
         halves = []
         for _ in range(2):  # two halves: growth that stops is warm-up, growth that goes on a leak
             halves.append(asyncio.run(load(server.port, one, 64, args.soak // 2, 3600)))
             rss.append(server.rss_mb())
-        soak = {"requests": sum(h["requests"] for h in halves),
-                "errors": sum(h["errors"] for h in halves),
-                "requests_per_s": statistics.mean(h["requests_per_s"] for h in halves),
-                "rss_before_mb": rss[0], "rss_half_mb": rss[1], "rss_after_mb": rss[2]}
+        soak = {
+            "requests": sum(h["requests"] for h in halves),
+            "errors": sum(h["errors"] for h in halves),
+            "requests_per_s": statistics.mean(h["requests_per_s"] for h in halves),
+            "rss_before_mb": rss[0],
+            "rss_half_mb": rss[1],
+            "rss_after_mb": rss[2],
+        }
         print(json.dumps(soak), flush=True)
     finally:
         exit_code = server.stop()
@@ -282,10 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": cpu_model(),
-        "cpus": os.cpu_count(), "threads": threads,
+        "cpus": os.cpu_count(),
+        "threads": threads,
         "note": args.note or f"load average {load_avg[0]:.1f} at the end",
-        "load_average": load_avg, "model": args.model,
-        "offline_tokens_per_s": off, "runs": runs, "soak": soak,
+        "load_average": load_avg,
+        "model": args.model,
+        "offline_tokens_per_s": off,
+        "runs": runs,
+        "soak": soak,
         "server_exit_code": exit_code,
         "command": "python benchmarks/serve_load.py " + " ".join(argv or sys.argv[1:]),
     }

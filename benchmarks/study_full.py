@@ -54,9 +54,23 @@ from rnner.files import write_json, write_text  # noqa: E402  (atomic writes)
 
 COLUMNS_HEAD = ["sweep", "run_id", "seed"]
 COLUMNS_TAIL = [
-    "level", "overrides", "best_epoch", "epochs_run", "dev_f1", "test_f1", "dev_f1_by_epoch",
-    "curve", "train_seconds", "cpu_seconds", "wall_seconds", "cpu_seconds_per_epoch",
-    "machine", "lanes", "commit", "finished", "trained_for",
+    "level",
+    "overrides",
+    "best_epoch",
+    "epochs_run",
+    "dev_f1",
+    "test_f1",
+    "dev_f1_by_epoch",
+    "curve",
+    "train_seconds",
+    "cpu_seconds",
+    "wall_seconds",
+    "cpu_seconds_per_epoch",
+    "machine",
+    "lanes",
+    "commit",
+    "finished",
+    "trained_for",
 ]
 # Seconds per epoch on one core before anything is measured: the default at batch 32 took
 # 716 s for 27 epochs (docs/results.md); smaller batches cost more steps (the reduced study:
@@ -94,8 +108,10 @@ class Sweep:
     def grid_levels(self) -> list[dict[str, Any]]:
         if not self.grid:
             return [{}]
-        return [dict(zip(self.grid, vals, strict=True))
-                for vals in itertools.product(*self.grid.values())]
+        return [
+            dict(zip(self.grid, vals, strict=True))
+            for vals in itertools.product(*self.grid.values())
+        ]
 
 
 def _check_key(path: Path, key: str) -> None:
@@ -109,13 +125,23 @@ def read_sweep(path: Path) -> Sweep:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise StudyError(f"{path}: not valid TOML: {e}") from None
-    known = {"title", "base", "seeds", "priority", "group", "factor", "set", "grid", "extend",
-             "combine"}
+    known = {
+        "title",
+        "base",
+        "seeds",
+        "priority",
+        "group",
+        "factor",
+        "set",
+        "grid",
+        "extend",
+        "combine",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise StudyError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     if "base" not in raw:
-        raise StudyError(f"{path}: no base config (base = \"../conll03.toml\")")
+        raise StudyError(f'{path}: no base config (base = "../conll03.toml")')
     base = (path.parent / raw["base"]).resolve()
     if not base.is_file():
         raise StudyError(f"{path}: base {raw['base']!r} does not exist")
@@ -135,10 +161,18 @@ def read_sweep(path: Path) -> Sweep:
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise StudyError(f"{path}: seeds must be a non-empty list of integers")
     return Sweep(
-        name=path.stem, path=path, title=raw.get("title", path.stem), base=base,
-        seeds=list(seeds), priority=int(raw.get("priority", 10)), group=raw.get("group", ""),
-        factor=raw.get("factor", path.stem), set=dict(raw.get("set", {})), grid=grid,
-        extend=extend, combine=raw.get("combine"),
+        name=path.stem,
+        path=path,
+        title=raw.get("title", path.stem),
+        base=base,
+        seeds=list(seeds),
+        priority=int(raw.get("priority", 10)),
+        group=raw.get("group", ""),
+        factor=raw.get("factor", path.stem),
+        set=dict(raw.get("set", {})),
+        grid=grid,
+        extend=extend,
+        combine=raw.get("combine"),
     )
 
 
@@ -293,8 +327,9 @@ def levels(sweep: Sweep, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def extensions(sweep: Sweep, current: list[dict[str, Any]],
-               rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+def extensions(
+    sweep: Sweep, current: list[dict[str, Any]], rows: list[dict[str, str]]
+) -> list[dict[str, Any]]:
     """Where the best value of extend.key (mean dev F1 over the seeds done) sits at the edge of
     its row and every level of that row has a result, the next value beyond that edge."""
     assert sweep.extend is not None
@@ -323,14 +358,20 @@ def extensions(sweep: Sweep, current: list[dict[str, Any]],
     return new
 
 
-def combined_overrides(sweeps: list[Sweep], combo: Sweep, results: dict[str, list],
-                       frozen: Path) -> dict[str, Any] | None:
+def combined_overrides(
+    sweeps: list[Sweep], combo: Sweep, results: dict[str, list], frozen: Path
+) -> dict[str, Any] | None:
     """The best levels' overrides, or None until every sweep it combines is complete."""
     if frozen.is_file():
         return json.loads(frozen.read_text(encoding="utf-8"))["overrides"]
     assert combo.combine is not None
-    sources = [s for s in sweeps if s is not combo and not s.name.startswith("00_")
-               and any(fnmatch.fnmatch(s.name, p) for p in combo.combine)]
+    sources = [
+        s
+        for s in sweeps
+        if s is not combo
+        and not s.name.startswith("00_")
+        and any(fnmatch.fnmatch(s.name, p) for p in combo.combine)
+    ]
     default = next((s for s in sweeps if s.name == "00_default"), None)
     if not sources or default is None:
         return None
@@ -359,14 +400,25 @@ def combined_overrides(sweeps: list[Sweep], combo: Sweep, results: dict[str, lis
         mean, s, lv = best_training
         chosen.update({**s.set, **lv})
         why["training"] = {"sweep": s.name, "level": lv, "mean_dev_f1": round(mean, 4)}
-    write_json(frozen, {"overrides": chosen, "chosen_from": why,
-                        "default_mean_dev_f1": default_mean,
-                        "chosen_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    write_json(
+        frozen,
+        {
+            "overrides": chosen,
+            "chosen_from": why,
+            "default_mean_dev_f1": default_mean,
+            "chosen_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
     return chosen
 
 
-def build_queue(shared: dict[str, Any], extra: dict[str, Any], sweeps: list[Sweep],
-                results: dict[str, list[dict[str, str]]], results_dir: Path) -> list[Job]:
+def build_queue(
+    shared: dict[str, Any],
+    extra: dict[str, Any],
+    sweeps: list[Sweep],
+    results: dict[str, list[dict[str, str]]],
+    results_dir: Path,
+) -> list[Job]:
     """Every (sweep, level, seed) not yet in its sweep's CSV, most informative first."""
     jobs = []
     for si, s in enumerate(sweeps):
@@ -393,8 +445,7 @@ def build_queue(shared: dict[str, Any], extra: dict[str, Any], sweeps: list[Swee
 # --- estimates ------------------------------------------------------------------------------
 
 
-def epoch_model(sweeps: list[Sweep],
-                results: dict[str, list[dict[str, str]]]) -> dict[int, float]:
+def epoch_model(sweeps: list[Sweep], results: dict[str, list[dict[str, str]]]) -> dict[int, float]:
     """Median CPU seconds per epoch by batch size, from the runs trained by the study."""
     by_batch: dict[int, list[float]] = {}
     base = {s.name: s.base for s in sweeps}
@@ -417,11 +468,16 @@ def seconds_per_epoch(batch: int, measured: dict[int, float]) -> float:
     return prior * ratio
 
 
-def estimate(sweeps: list[Sweep], jobs: list[Job], results: dict[str, list[dict[str, str]]],
-             epochs: int) -> dict[str, Any]:
+def estimate(
+    sweeps: list[Sweep], jobs: list[Job], results: dict[str, list[dict[str, str]]], epochs: int
+) -> dict[str, Any]:
     measured = epoch_model(sweeps, results)
-    done = sum(float(r["cpu_seconds"] or 0) for rows in results.values() for r in rows
-               if r["trained_for"] == r["sweep"])
+    done = sum(
+        float(r["cpu_seconds"] or 0)
+        for rows in results.values()
+        for r in rows
+        if r["trained_for"] == r["sweep"]
+    )
     trained = {(r["run_id"], int(r["seed"])) for rows in results.values() for r in rows}
     unique: dict[tuple[str, int], Job] = {}
     for j in jobs:  # a run another sweep trained is only a row to copy: not a run left
@@ -429,15 +485,17 @@ def estimate(sweeps: list[Sweep], jobs: list[Job], results: dict[str, list[dict[
             unique.setdefault((j.rid, j.seed), j)
     left = sum(epochs * seconds_per_epoch(j.batch_size, measured) for j in unique.values())
     return {
-        "runs_trained": sum(r["trained_for"] == r["sweep"] for rows in results.values()
-                            for r in rows),
+        "runs_trained": sum(
+            r["trained_for"] == r["sweep"] for rows in results.values() for r in rows
+        ),
         "rows": sum(len(rows) for rows in results.values()),
         "runs_left": len(unique),
         "cpu_hours_done": round(done / 3600, 2),
         "cpu_hours_left_estimate": round(left / 3600, 1),
         "cpu_hours_total_estimate": round((done + left) / 3600, 1),
-        "cpu_seconds_per_epoch_by_batch": {str(b): round(v, 1)
-                                           for b, v in sorted(measured.items())},
+        "cpu_seconds_per_epoch_by_batch": {
+            str(b): round(v, 1) for b, v in sorted(measured.items())
+        },
         "prior_seconds_per_epoch": f"{PRIOR_A:g} + {PRIOR_B:g} / batch_size",
         "note": "not counting the combined configuration's runs until its choice is made",
     }
@@ -460,8 +518,13 @@ def machine() -> str:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -484,8 +547,16 @@ class Lane:
 def train_command(rnner: list[str], job: Job, out: Path) -> list[str]:
     if (out / "checkpoint.safetensors").is_file():
         return [*rnner, "train", "--resume", str(out), "--quiet"]
-    cmd = [*rnner, "train", str(job.sweep.base), "--seed", str(job.seed), "--output", str(out),
-           "--quiet"]
+    cmd = [
+        *rnner,
+        "train",
+        str(job.sweep.base),
+        "--seed",
+        str(job.seed),
+        "--output",
+        str(out),
+        "--quiet",
+    ]
     for k, v in job.overrides.items():
         cmd += ["--set", f"{k}={json.dumps(v)}"]
     return cmd
@@ -493,14 +564,26 @@ def train_command(rnner: list[str], job: Job, out: Path) -> list[str]:
 
 def start(rnner: list[str], job: Job, runs: Path) -> Lane:
     out = runs / job.rid / f"seed{job.seed}"
-    if out.exists() and not (out / "checkpoint.safetensors").is_file() \
-            and not (out / "metrics.json").is_file():
+    if (
+        out.exists()
+        and not (out / "checkpoint.safetensors").is_file()
+        and not (out / "metrics.json").is_file()
+    ):
         shutil.rmtree(out)  # died before its first checkpoint: start again
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "study.json").is_file():
-        write_json(out / "study.json", {"sweep": job.sweep.name, "level": job.level,
-                                        "overrides": job.overrides, "seed": job.seed,
-                                        "cpu_seconds": 0.0, "wall_seconds": 0.0, "segments": 0})
+        write_json(
+            out / "study.json",
+            {
+                "sweep": job.sweep.name,
+                "level": job.level,
+                "overrides": job.overrides,
+                "seed": job.seed,
+                "cpu_seconds": 0.0,
+                "wall_seconds": 0.0,
+                "segments": 0,
+            },
+        )
     if (out / "metrics.json").is_file():  # trained, not yet recorded (the study was killed)
         cmd = [sys.executable, "-c", "pass"]
     else:
@@ -509,8 +592,9 @@ def start(rnner: list[str], job: Job, runs: Path) -> Lane:
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                            preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=_die_with_parent
+    )
     return Lane(job, proc.pid, time.time(), log, proc)
 
 
@@ -527,28 +611,39 @@ def finish(lane: Lane, status: int, usage: Any, runs: Path) -> Path | None:
     return out if code == 0 and (out / "metrics.json").is_file() else None
 
 
-def record(job: Job, out: Path, results_dir: Path, lanes: int, sha: str, host: str,
-           keep_weights: bool) -> dict[str, Any]:
+def record(
+    job: Job, out: Path, results_dir: Path, lanes: int, sha: str, host: str, keep_weights: bool
+) -> dict[str, Any]:
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    log = [json.loads(x) for x in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()
-           if x.strip()]
+    log = [
+        json.loads(x)
+        for x in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()
+        if x.strip()
+    ]
     info = json.loads((out / "study.json").read_text(encoding="utf-8"))
     curve = Path("curves") / job.rid / f"seed{job.seed}.jsonl"
     write_text(results_dir / curve, "".join(json.dumps(r) + "\n" for r in log))
     epochs = max(int(metrics["epochs_run"]), 1)
     row = {
-        "sweep": job.sweep.name, "run_id": job.rid, "seed": job.seed,
+        "sweep": job.sweep.name,
+        "run_id": job.rid,
+        "seed": job.seed,
         **{k: fmt_value(v) for k, v in job.level.items()},
-        "level": json.dumps(job.level), "overrides": json.dumps(job.overrides, sort_keys=True),
-        "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+        "level": json.dumps(job.level),
+        "overrides": json.dumps(job.overrides, sort_keys=True),
+        "best_epoch": metrics["best_epoch"],
+        "epochs_run": metrics["epochs_run"],
         "dev_f1": f"{100 * metrics['dev']['entity']['f1']:.4f}",
         "test_f1": f"{100 * metrics['test']['entity']['f1']:.4f}",
         "dev_f1_by_epoch": " ".join(f"{100 * r['dev_f1']:.2f}" for r in log),
-        "curve": str(curve), "train_seconds": metrics["train_seconds"],
+        "curve": str(curve),
+        "train_seconds": metrics["train_seconds"],
         "cpu_seconds": round(info["cpu_seconds"], 1),
         "wall_seconds": round(info["wall_seconds"], 1),
         "cpu_seconds_per_epoch": round(info["cpu_seconds"] / epochs, 2),
-        "machine": host, "lanes": lanes, "commit": sha,
+        "machine": host,
+        "lanes": lanes,
+        "commit": sha,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "trained_for": job.sweep.name,
     }
@@ -564,8 +659,12 @@ def study_key(job: Job) -> str:
 
 
 def copy_shared(job: Job, src: dict[str, str], results_dir: Path) -> None:
-    row = {**src, "sweep": job.sweep.name, "level": json.dumps(job.level),
-           **{k: fmt_value(v) for k, v in job.level.items()}}
+    row = {
+        **src,
+        "sweep": job.sweep.name,
+        "level": json.dumps(job.level),
+        **{k: fmt_value(v) for k, v in job.level.items()},
+    }
     append_row(results_dir / f"{job.sweep.name}.csv", columns(job.sweep), row)
 
 
@@ -573,17 +672,30 @@ def load_results(sweeps: list[Sweep], results_dir: Path) -> dict[str, list[dict[
     return {s.name: read_rows(results_dir / f"{s.name}.csv") for s in sweeps}
 
 
-def write_progress(results_dir: Path, sweeps_run: list[Sweep], shared: dict[str, Any],
-                   extra: dict[str, Any], sweeps: list[Sweep], epochs: int,
-                   host: str) -> dict[str, Any]:
+def write_progress(
+    results_dir: Path,
+    sweeps_run: list[Sweep],
+    shared: dict[str, Any],
+    extra: dict[str, Any],
+    sweeps: list[Sweep],
+    epochs: int,
+    host: str,
+) -> dict[str, Any]:
     """docs/study-full/progress.json: counts and the CPU-hour estimate, for the page."""
     results = load_results(sweeps, results_dir)
-    jobs = [j for j in build_queue(shared, extra, sweeps, results, results_dir)
-            if j.sweep in sweeps_run]
+    jobs = [
+        j for j in build_queue(shared, extra, sweeps, results, results_dir) if j.sweep in sweeps_run
+    ]
     est = estimate(sweeps, jobs, results, epochs)
-    write_json(results_dir / "progress.json", {
-        **est, "machine": host, "epochs_per_run": epochs,
-        "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    write_json(
+        results_dir / "progress.json",
+        {
+            **est,
+            "machine": host,
+            "epochs_per_run": epochs,
+            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
     return est
 
 
@@ -592,9 +704,20 @@ def commit_results(results_dir: Path, sweeps_dir: Path, message: str) -> None:
     commit only those files in the repository that holds them (other staged work stays
     staged); a failure (a busy index, say) is printed and retried after the next run."""
     page = results_dir.parent / "hyperparameters-full.md"
-    gen = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_full_page.py"),
-                          "--results", str(results_dir), "--sweeps", str(sweeps_dir),
-                          "--output", str(page)], capture_output=True, text=True)
+    gen = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "study_full_page.py"),
+            "--results",
+            str(results_dir),
+            "--sweeps",
+            str(sweeps_dir),
+            "--output",
+            str(page),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if gen.returncode != 0:
         print(f"  page not regenerated: {gen.stderr.strip().splitlines()[-1:]}", flush=True)
     paths = [str(results_dir), str(page)]
@@ -622,15 +745,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=ROOT / "docs" / "study-full")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "study-full")
     ap.add_argument("--only", default="*", help="a shell pattern of sweep names")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="an override for every run (tests: data.max_sentences=50)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for every run (tests: data.max_sentences=50)",
+    )
     ap.add_argument("--max-runs", type=int, default=0, help="stop after N trained runs")
     ap.add_argument("--plan", action="store_true", help="print the queue and estimate; run nothing")
     ap.add_argument("--keep-weights", action="store_true")
-    ap.add_argument("--commit", action="store_true",
-                    help="after each run: regenerate the page, git-commit the result files")
-    ap.add_argument("--rnner", default=shutil.which("rnner") or "rnner",
-                    help="the rnner command, e.g. 'python -m rnner.cli' (default: on PATH)")
+    ap.add_argument(
+        "--commit",
+        action="store_true",
+        help="after each run: regenerate the page, git-commit the result files",
+    )
+    ap.add_argument(
+        "--rnner",
+        default=shutil.which("rnner") or "rnner",
+        help="the rnner command, e.g. 'python -m rnner.cli' (default: on PATH)",
+    )
     args = ap.parse_args(argv)
     try:
         shared, sweeps = read_sweeps(args.sweeps)
@@ -653,10 +787,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     est = estimate(sweeps, jobs, results, epochs)
     if not args.plan:
         est = write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
-    print(f"study: {len(sweeps_run)} sweeps, {est['rows']} rows recorded, {est['runs_left']} "
-          f"runs left; CPU-hours: {est['cpu_hours_done']} done, ~{est['cpu_hours_left_estimate']}"
-          f" left, ~{est['cpu_hours_total_estimate']} in all ({host}; results in {results_dir})",
-          flush=True)
+    print(
+        f"study: {len(sweeps_run)} sweeps, {est['rows']} rows recorded, {est['runs_left']} "
+        f"runs left; CPU-hours: {est['cpu_hours_done']} done, ~{est['cpu_hours_left_estimate']}"
+        f" left, ~{est['cpu_hours_total_estimate']} in all ({host}; results in {results_dir})",
+        flush=True,
+    )
     if args.plan:
         seen = set()
         for j in jobs:
@@ -726,23 +862,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = os.waitstatus_to_exitcode(status)
                 if not stop[0]:
                     failed.add((ln.job.rid, ln.job.seed))
-                print(f"[{dt.datetime.now():%H:%M:%S}] {'stopped' if stop[0] else 'FAILED'} "
-                      f"{ln.job.label} (exit {code}; {runs / ln.job.rid}/seed{ln.job.seed}/"
-                      "train.log)", flush=True)
+                print(
+                    f"[{dt.datetime.now():%H:%M:%S}] {'stopped' if stop[0] else 'FAILED'} "
+                    f"{ln.job.label} (exit {code}; {runs / ln.job.rid}/seed{ln.job.seed}/"
+                    "train.log)",
+                    flush=True,
+                )
                 continue
             row = record(ln.job, out, results_dir, args.lanes, sha, host, args.keep_weights)
             trained += 1
             est = write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
-            print(f"[{dt.datetime.now():%H:%M:%S}] done  {ln.job.label}: dev {row['dev_f1']} "
-                  f"test {row['test_f1']} (best epoch {row['best_epoch']}), "
-                  f"{row['cpu_seconds']} CPU s", flush=True)
+            print(
+                f"[{dt.datetime.now():%H:%M:%S}] done  {ln.job.label}: dev {row['dev_f1']} "
+                f"test {row['test_f1']} (best epoch {row['best_epoch']}), "
+                f"{row['cpu_seconds']} CPU s",
+                flush=True,
+            )
             if args.commit:
-                commit_results(results_dir, args.sweeps,
-                               f"study-full: {ln.job.label}: dev {row['dev_f1']} ("
-                               f"{est['runs_trained']} runs trained, {est['runs_left']} left)")
+                commit_results(
+                    results_dir,
+                    args.sweeps,
+                    f"study-full: {ln.job.label}: dev {row['dev_f1']} ("
+                    f"{est['runs_trained']} runs trained, {est['runs_left']} left)",
+                )
     est = write_progress(results_dir, sweeps_run, shared, extra, sweeps, epochs, host)
-    print(f"study: {est['rows']} rows recorded, {est['runs_left']} runs left; CPU-hours "
-          f"{est['cpu_hours_done']} done, ~{est['cpu_hours_total_estimate']} in all", flush=True)
+    print(
+        f"study: {est['rows']} rows recorded, {est['runs_left']} runs left; CPU-hours "
+        f"{est['cpu_hours_done']} done, ~{est['cpu_hours_total_estimate']} in all",
+        flush=True,
+    )
     if stop[0]:
         print("stopped: rerun the same command to resume", file=sys.stderr)
         return 130

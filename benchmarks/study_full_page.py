@@ -60,8 +60,11 @@ class Level:
         return statistics.fmean(self.dev) if self.rows else -math.inf
 
     def curves(self) -> list[list[float]]:
-        return [[float(x) for x in r["dev_f1_by_epoch"].split()] for r in self.rows
-                if r.get("dev_f1_by_epoch")]
+        return [
+            [float(x) for x in r["dev_f1_by_epoch"].split()]
+            for r in self.rows
+            if r.get("dev_f1_by_epoch")
+        ]
 
     def cpu_per_run(self) -> float | None:
         xs = [float(r["cpu_seconds"]) for r in self.rows if r.get("cpu_seconds")]
@@ -80,8 +83,12 @@ def read_sweep_info(sweeps_dir: Path) -> dict[str, SweepInfo]:
     out = {}
     for p in sorted(sweeps_dir.glob("[0-9]*.toml")):
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        out[p.stem] = SweepInfo(p.stem, raw.get("title", p.stem),
-                                len(raw.get("seeds", [1, 2, 3])), dict(raw.get("grid", {})))
+        out[p.stem] = SweepInfo(
+            p.stem,
+            raw.get("title", p.stem),
+            len(raw.get("seeds", [1, 2, 3])),
+            dict(raw.get("grid", {})),
+        )
     return out
 
 
@@ -106,9 +113,14 @@ def read_levels(results: Path, info: dict[str, SweepInfo]) -> dict[str, list[Lev
 
 def _order(level: dict[str, Any]) -> tuple:
     """Numbers by value, then booleans, then names alphabetically."""
-    return tuple((0, float(v), "") if isinstance(v, int | float) and not isinstance(v, bool)
-                 else (1, float(v), "") if isinstance(v, bool) else (2, 0.0, str(v))
-                 for v in level.values())
+    return tuple(
+        (0, float(v), "")
+        if isinstance(v, int | float) and not isinstance(v, bool)
+        else (1, float(v), "")
+        if isinstance(v, bool)
+        else (2, 0.0, str(v))
+        for v in level.values()
+    )
 
 
 def fmt(v: Any) -> str:
@@ -136,22 +148,27 @@ class Factor:
 
     @property
     def anchor(self) -> str:
-        return "".join(c for c in self.title.lower().replace(" ", "-")
-                       if c.isalnum() or c == "-")
+        return "".join(c for c in self.title.lower().replace(" ", "-") if c.isalnum() or c == "-")
 
 
-def build_factors(levels: dict[str, list[Level]], info: dict[str, SweepInfo],
-                  default_id: str | None) -> list[Factor]:
+def build_factors(
+    levels: dict[str, list[Level]], info: dict[str, SweepInfo], default_id: str | None
+) -> list[Factor]:
     factors = []
-    reference = next((lv for lv in levels.get("00_default", []) if lv.run_id == default_id),
-                     None)
+    reference = next((lv for lv in levels.get("00_default", []) if lv.run_id == default_id), None)
 
     def default_of(lvs: list[Level]) -> Level | None:
         """The sweep's own default level, or else (the SGD grid) the default's 5 seeds."""
         own = next((lv for lv in lvs if lv.run_id == default_id), None)
         if own is None and reference is not None:
-            ref = Level(reference.sweep, {}, reference.run_id, reference.seeds_wanted,
-                        reference.rows, "configs/conll03.toml")
+            ref = Level(
+                reference.sweep,
+                {},
+                reference.run_id,
+                reference.seeds_wanted,
+                reference.rows,
+                "configs/conll03.toml",
+            )
             lvs.insert(0, ref)
             return ref
         return own
@@ -161,26 +178,33 @@ def build_factors(levels: dict[str, list[Level]], info: dict[str, SweepInfo],
             lvs = list(levels[name])  # default_of may add a reference level
             for lv in lvs:
                 lv.label = ", ".join(f"{short(k)} {fmt(v)}" for k, v in lv.level.items())
-            factors.append(Factor(info[name].title if name in info else name, "grid", [name],
-                                  lvs, default_of(lvs)))
+            factors.append(
+                Factor(
+                    info[name].title if name in info else name, "grid", [name], lvs, default_of(lvs)
+                )
+            )
     opt = sorted(n for n in levels if n.startswith(OPTIMIZER_PREFIX))
     if opt:
         lvs = []
         for name in opt:
             for lv in levels[name]:
-                title = info[name].title if name in info else name[len(OPTIMIZER_PREFIX):]
+                title = info[name].title if name in info else name[len(OPTIMIZER_PREFIX) :]
                 lv.label = f"{title}, lr {fmt(lv.level.get('train.lr'))}"
                 lvs.append(lv)
-        factors.append(Factor("Optimizer and learning rate", "optimizer", opt, lvs,
-                              default_of(lvs)))
+        factors.append(
+            Factor("Optimizer and learning rate", "optimizer", opt, lvs, default_of(lvs))
+        )
     for name in sorted(levels):
         if name.startswith(("00_", "90_", OPTIMIZER_PREFIX)) or name in GRIDS:
             continue
         lvs = list(levels[name])
         for lv in lvs:
             lv.label = ", ".join(fmt(v) for v in lv.level.values()) or "base"
-        factors.append(Factor(info[name].title if name in info else name, "plain", [name], lvs,
-                              default_of(lvs)))
+        factors.append(
+            Factor(
+                info[name].title if name in info else name, "plain", [name], lvs, default_of(lvs)
+            )
+        )
     return factors
 
 
@@ -192,23 +216,34 @@ def verdict(f: Factor) -> str:
     """One sentence a practitioner can act on, or why there is none yet."""
     done = sum(lv.complete for lv in f.levels)
     if f.default is None or not f.default.complete or done < len(f.levels):
-        return (f"**Incomplete**: {done} of {len(f.levels)} levels have all their seeds; no "
-                "conclusion yet.")
+        return (
+            f"**Incomplete**: {done} of {len(f.levels)} levels have all their seeds; no "
+            "conclusion yet."
+        )
     best = ranked(f)[0]
-    worse = [lv.label for lv in f.levels if lv is not f.default
-             and (p := welch_p(lv.dev, f.default.dev)) is not None and p < ALPHA
-             and lv.mean_dev < f.default.mean_dev]
+    worse = [
+        lv.label
+        for lv in f.levels
+        if lv is not f.default
+        and (p := welch_p(lv.dev, f.default.dev)) is not None
+        and p < ALPHA
+        and lv.mean_dev < f.default.mean_dev
+    ]
     tail = f" Significantly worse than the default: {', '.join(worse)}." if worse else ""
     if best is f.default:
         return f"**Keep the default ({best.label})**: no level has a higher mean dev F1.{tail}"
     diff = best.mean_dev - f.default.mean_dev
     p = welch_p(best.dev, f.default.dev)
     if p is not None and p < ALPHA:
-        return (f"**Use {best.label}**: {diff:+.2f} dev F1 over the default "
-                f"({f.default.label}), p = {p_value(p)}.{tail}")
-    return (f"**No level is significantly better than the default**: the best, {best.label}, is "
-            f"{diff:+.2f} dev F1 (p = {'n/a' if p is None else p_value(p)}), within seed noise."
-            f"{tail}")
+        return (
+            f"**Use {best.label}**: {diff:+.2f} dev F1 over the default "
+            f"({f.default.label}), p = {p_value(p)}.{tail}"
+        )
+    return (
+        f"**No level is significantly better than the default**: the best, {best.label}, is "
+        f"{diff:+.2f} dev F1 (p = {'n/a' if p is None else p_value(p)}), within seed noise."
+        f"{tail}"
+    )
 
 
 def edge_note(f: Factor) -> str:
@@ -218,26 +253,35 @@ def edge_note(f: Factor) -> str:
         if "train.lr" not in lv.level or not lv.rows:
             continue
         rest = {k: v for k, v in lv.level.items() if k != "train.lr"}
-        name = lv.sweep if f.kind == "optimizer" else ", ".join(
-            f"{short(k)} {fmt(v)}" for k, v in rest.items())
+        name = (
+            lv.sweep
+            if f.kind == "optimizer"
+            else ", ".join(f"{short(k)} {fmt(v)}" for k, v in rest.items())
+        )
         groups.setdefault(name, []).append(lv)
     parts = []
     for name, lvs in groups.items():
         best = max(lvs, key=lambda lv: lv.mean_dev)
         rates = sorted(lv.level["train.lr"] for lv in lvs)
         where = "inside" if rates[0] < best.level["train.lr"] < rates[-1] else "at the edge"
-        label = name[len(OPTIMIZER_PREFIX):] if f.kind == "optimizer" else name
+        label = name[len(OPTIMIZER_PREFIX) :] if f.kind == "optimizer" else name
         parts.append(f"{label}: {fmt(best.level['train.lr'])} ({where})")
-    return ("Best rate per row by mean dev F1 (seeds done so far): " + "; ".join(parts) + "."
-            if parts else "")
+    return (
+        "Best rate per row by mean dev F1 (seeds done so far): " + "; ".join(parts) + "."
+        if parts
+        else ""
+    )
 
 
 # --- tables -----------------------------------------------------------------------------------
 
 
 def level_table(f: Factor) -> str:
-    lines = ["| level | dev F1 | test F1 | Δ dev | p (dev) | Δ test | p (test) | seeds | "
-             "best epoch | CPU s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| level | dev F1 | test F1 | Δ dev | p (dev) | Δ test | p (test) | seeds | "
+        "best epoch | CPU s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     best = ranked(f)[0] if ranked(f) else None
     for lv in f.levels:
         label = lv.label + (" (default)" if lv is f.default else "")
@@ -249,14 +293,19 @@ def level_table(f: Factor) -> str:
         if lv is ref or ref is None or not ref.rows:
             cells = ["ref." if lv is ref else "", "", "ref." if lv is ref else "", ""]
         else:
-            cells = [f"{lv.mean_dev - ref.mean_dev:+.2f}", p_cell(welch_p(lv.dev, ref.dev)),
-                     f"{statistics.fmean(lv.test) - statistics.fmean(ref.test):+.2f}",
-                     p_cell(welch_p(lv.test, ref.test))]
+            cells = [
+                f"{lv.mean_dev - ref.mean_dev:+.2f}",
+                p_cell(welch_p(lv.dev, ref.dev)),
+                f"{statistics.fmean(lv.test) - statistics.fmean(ref.test):+.2f}",
+                p_cell(welch_p(lv.test, ref.test)),
+            ]
         epochs = statistics.fmean(int(r["best_epoch"]) for r in lv.rows)
         cpu = lv.cpu_per_run()
         cpu_cell = "" if cpu is None else f"{cpu:.0f}"
-        lines.append(f"| {label} | {pm(lv.dev, scale=1)} | {pm(lv.test, scale=1)} | "
-                     f"{' | '.join(cells)} | {len(lv.rows)} | {epochs:.1f} | {cpu_cell} |")
+        lines.append(
+            f"| {label} | {pm(lv.dev, scale=1)} | {pm(lv.test, scale=1)} | "
+            f"{' | '.join(cells)} | {len(lv.rows)} | {epochs:.1f} | {cpu_cell} |"
+        )
     return "\n".join(lines)
 
 
@@ -266,8 +315,10 @@ def grid_table(f: Factor) -> str:
     rates = sorted({lv.level["train.lr"] for lv in grid})
     batches = sorted({lv.level["train.batch_size"] for lv in grid})
     cell = {(lv.level["train.batch_size"], lv.level["train.lr"]): lv for lv in grid}
-    lines = ["| batch \\ lr | " + " | ".join(fmt(r) for r in rates) + " |",
-             "|---" * (len(rates) + 1) + "|"]
+    lines = [
+        "| batch \\ lr | " + " | ".join(fmt(r) for r in rates) + " |",
+        "|---" * (len(rates) + 1) + "|",
+    ]
     for b in batches:
         row = [f"{b}"]
         best = max((cell[b, r] for r in rates if (b, r) in cell), key=lambda lv: lv.mean_dev)
@@ -300,13 +351,18 @@ def plot_factor(f: Factor, path: Path) -> None:
         for lv in f.levels:
             if "train.lr" not in lv.level:
                 continue  # the reference level of another sweep
-            name = (f"batch {lv.level[key]}" if key else lv.label.split(", lr")[0])
+            name = f"batch {lv.level[key]}" if key else lv.label.split(", lr")[0]
             lines.setdefault(name, []).append(lv)
         for name, lvs in lines.items():
             lvs = sorted(lvs, key=lambda lv: lv.level["train.lr"])
-            left.errorbar([lv.level["train.lr"] for lv in lvs], [lv.mean_dev for lv in lvs],
-                          yerr=[statistics.stdev(lv.dev) if len(lv.rows) > 1 else 0
-                                for lv in lvs], marker="o", capsize=3, label=name)
+            left.errorbar(
+                [lv.level["train.lr"] for lv in lvs],
+                [lv.mean_dev for lv in lvs],
+                yerr=[statistics.stdev(lv.dev) if len(lv.rows) > 1 else 0 for lv in lvs],
+                marker="o",
+                capsize=3,
+                label=name,
+            )
         left.set_xscale("log")
         rates = sorted({lv.level["train.lr"] for lvs in lines.values() for lv in lvs})
         left.minorticks_off()
@@ -315,18 +371,30 @@ def plot_factor(f: Factor, path: Path) -> None:
         left.legend(fontsize=7)
         bests = [max(lvs, key=lambda lv: lv.mean_dev) for lvs in lines.values()]
         for name, lv in zip(lines, bests, strict=True):
-            right.plot(range(1, len(mean_curve(lv)) + 1), mean_curve(lv),
-                       label=f"{name}, lr {fmt(lv.level['train.lr'])}")
+            right.plot(
+                range(1, len(mean_curve(lv)) + 1),
+                mean_curve(lv),
+                label=f"{name}, lr {fmt(lv.level['train.lr'])}",
+            )
         right.set_title("learning curves of each row's best rate", fontsize=9)
     else:
         for i, lv in enumerate(f.levels):
             left.scatter([i] * len(lv.dev), lv.dev, color="C0", alpha=0.6)
-            left.errorbar([i], [lv.mean_dev], yerr=[statistics.stdev(lv.dev)
-                                                    if len(lv.rows) > 1 else 0],
-                          fmt="_", color="black", capsize=6, markersize=16)
-        left.set_xticks(range(len(f.levels)),
-                        [lv.label + (" (default)" if lv is f.default else "")
-                         for lv in f.levels], rotation=20, fontsize=8)
+            left.errorbar(
+                [i],
+                [lv.mean_dev],
+                yerr=[statistics.stdev(lv.dev) if len(lv.rows) > 1 else 0],
+                fmt="_",
+                color="black",
+                capsize=6,
+                markersize=16,
+            )
+        left.set_xticks(
+            range(len(f.levels)),
+            [lv.label + (" (default)" if lv is f.default else "") for lv in f.levels],
+            rotation=20,
+            fontsize=8,
+        )
         for lv in f.levels:
             right.plot(range(1, len(mean_curve(lv)) + 1), mean_curve(lv), label=lv.label)
         right.set_title("learning curves (mean over seeds)", fontsize=9)
@@ -334,7 +402,7 @@ def plot_factor(f: Factor, path: Path) -> None:
     right.set_xlabel("epoch")
     right.set_ylabel("dev entity F1")
     right.legend(fontsize=7)
-    lows = [x for lv in f.levels for c in lv.curves() for x in c[len(c) // 2:]]
+    lows = [x for lv in f.levels for c in lv.curves() for x in c[len(c) // 2 :]]
     if lows:
         right.set_ylim(max(min(lows) - 1, 0), max(lows) + 0.5)
     fig.suptitle(f.title)
@@ -365,15 +433,20 @@ def convergence(lv: Level, epochs: int) -> str:
         return "no default run has finished the budget yet"
     marks = sorted({k for k in (5, 10, 12, 15, epochs - 2, epochs) if 0 < k <= epochs})
     cells = [f"{k}: {statistics.fmean(max(c[:k]) for c in curves):.2f}" for k in marks]
-    return (f"best dev F1 within the first k epochs, mean over {len(curves)} default seed(s): "
-            + ", ".join(cells))
+    return (
+        f"best dev F1 within the first k epochs, mean over {len(curves)} default seed(s): "
+        + ", ".join(cells)
+    )
 
 
 def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Path:
     info = read_sweep_info(sweeps_dir)
     levels = read_levels(results, info)
-    study = tomllib.loads((sweeps_dir / "study.toml").read_text(encoding="utf-8")) \
-        if (sweeps_dir / "study.toml").is_file() else {}
+    study = (
+        tomllib.loads((sweeps_dir / "study.toml").read_text(encoding="utf-8"))
+        if (sweeps_dir / "study.toml").is_file()
+        else {}
+    )
     budget = study.get("set", {})
     epochs = int(budget.get("train.epochs", 20))
     progress = {}
@@ -413,7 +486,8 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
             f"; where a batch size has none yet, {progress.get('prior_seconds_per_epoch', '')} "
             "scaled by the measured ones; "
             f"{progress.get('note', '')}; `docs/study-full/progress.json`, "
-            f"{progress.get('updated', '')}).")
+            f"{progress.get('updated', '')})."
+        )
     done = sum(lv.complete for f in factors for lv in f.levels)
     total = sum(len(f.levels) for f in factors)
     out += [
@@ -477,63 +551,101 @@ def write_page(results: Path, sweeps_dir: Path, output: Path, plots: Path) -> Pa
         if best is None or d is None or not d.rows:
             cells = ["–", "–", "", ""]
         else:
-            cells = [best.label + (" (default)" if best is d else ""), pm(best.dev, scale=1),
-                     "ref." if best is d else f"{best.mean_dev - d.mean_dev:+.2f}",
-                     "" if best is d else p_cell(welch_p(best.dev, d.dev))]
-        out.append(f"| [{f.title}](#{f.anchor}) | {d.label if d else '–'} | "
-                   f"{' | '.join(cells)} | {sum(lv.complete for lv in f.levels)} of "
-                   f"{len(f.levels)} |")
-    out += ["", "## Sweeps", "",
-            "Every sweep of `configs/study-full/` (levels: its grid as it stands, learning-rate "
-            "grids included as they grew; rows: results recorded of those the sweep asks for).",
-            "", "| sweep | what | grid | seeds | rows |", "|---|---|---|---|---|"]
+            cells = [
+                best.label + (" (default)" if best is d else ""),
+                pm(best.dev, scale=1),
+                "ref." if best is d else f"{best.mean_dev - d.mean_dev:+.2f}",
+                "" if best is d else p_cell(welch_p(best.dev, d.dev)),
+            ]
+        out.append(
+            f"| [{f.title}](#{f.anchor}) | {d.label if d else '–'} | "
+            f"{' | '.join(cells)} | {sum(lv.complete for lv in f.levels)} of "
+            f"{len(f.levels)} |"
+        )
+    out += [
+        "",
+        "## Sweeps",
+        "",
+        "Every sweep of `configs/study-full/` (levels: its grid as it stands, learning-rate "
+        "grids included as they grew; rows: results recorded of those the sweep asks for).",
+        "",
+        "| sweep | what | grid | seeds | rows |",
+        "|---|---|---|---|---|",
+    ]
     for name, si in info.items():
         lvs = levels.get(name, [])
         n_levels = max(len(lvs), math.prod(len(v) for v in si.grid.values()))
         grid = "; ".join(f"`{k}` {', '.join(fmt(x) for x in v)}" for k, v in si.grid.items())
-        out.append(f"| `{name}` | {si.title} | {grid or '(the base)'} | {si.seeds} | "
-                   f"{sum(len(lv.rows) for lv in lvs)} of {n_levels * si.seeds} |")
+        out.append(
+            f"| `{name}` | {si.title} | {grid or '(the base)'} | {si.seeds} | "
+            f"{sum(len(lv.rows) for lv in lvs)} of {n_levels * si.seeds} |"
+        )
     out += ["", "## Seed baseline, default and the best levels combined", ""]
     if not any(levels.get(s) for s in ("00_seed_baseline", "00_default", "90_combined")):
         out.append("No run of these has finished yet.")
-    named = [(n, (levels.get(s) or [None])[0]) for n, s in
-             (("seed baseline (configs/seed.toml)", "00_seed_baseline"),
-              ("default (configs/conll03.toml)", "00_default"),
-              ("best levels combined", "90_combined"))]
+    named = [
+        (n, (levels.get(s) or [None])[0])
+        for n, s in (
+            ("seed baseline (configs/seed.toml)", "00_seed_baseline"),
+            ("default (configs/conll03.toml)", "00_default"),
+            ("best levels combined", "90_combined"),
+        )
+    ]
     named = [(n, lv) for n, lv in named if lv is not None]
     if named:
         base = named[0][1]
-        out += ["| model | dev F1 | test F1 | Δ dev vs seed baseline | p | Δ test | p | seeds |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [
+            "| model | dev F1 | test F1 | Δ dev vs seed baseline | p | Δ test | p | seeds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for n, lv in named:
             if lv is base:
                 cells = "ref. |  | ref. | "
             else:
-                cells = (f"{lv.mean_dev - base.mean_dev:+.2f} | {p_cell(welch_p(lv.dev, base.dev))}"
-                         f" | {statistics.fmean(lv.test) - statistics.fmean(base.test):+.2f} | "
-                         f"{p_cell(welch_p(lv.test, base.test))}")
-            out.append(f"| {n} | {pm(lv.dev, scale=1)} | {pm(lv.test, scale=1)} | {cells} | "
-                       f"{len(lv.rows)} of {lv.seeds_wanted} |")
+                cells = (
+                    f"{lv.mean_dev - base.mean_dev:+.2f} | {p_cell(welch_p(lv.dev, base.dev))}"
+                    f" | {statistics.fmean(lv.test) - statistics.fmean(base.test):+.2f} | "
+                    f"{p_cell(welch_p(lv.test, base.test))}"
+                )
+            out.append(
+                f"| {n} | {pm(lv.dev, scale=1)} | {pm(lv.test, scale=1)} | {cells} | "
+                f"{len(lv.rows)} of {lv.seeds_wanted} |"
+            )
         if (results / "combined.json").is_file():
             combo = json.loads((results / "combined.json").read_text(encoding="utf-8"))
-            out += ["", "The combined configuration (chosen on dev, frozen in "
-                    "`docs/study-full/combined.json`): "
-                    + ", ".join(f"`{k} = {fmt(v)}`" for k, v in combo["overrides"].items())
-                    + "."]
+            out += [
+                "",
+                "The combined configuration (chosen on dev, frozen in "
+                "`docs/study-full/combined.json`): "
+                + ", ".join(f"`{k} = {fmt(v)}`" for k, v in combo["overrides"].items())
+                + ".",
+            ]
         else:
-            out += ["", "The combined configuration is chosen once every factor is complete "
-                    "(not yet)."]
+            out += [
+                "",
+                "The combined configuration is chosen once every factor is complete (not yet).",
+            ]
         plot_curves(named, plots / "baselines.png", "dev F1 by epoch (thin: seeds)")
         out += ["", f"![Seed baseline, default, combined]({rel(plots / 'baselines.png')})"]
-    out += ["", "## Factors", "",
-            "Δ: difference of the mean from the default level, in F1 points; p: Welch's test "
-            "(* p < 0.05); the level in bold has the highest mean dev F1 among complete levels; "
-            "best epoch: mean over seeds; CPU s/run: median.", ""]
+    out += [
+        "",
+        "## Factors",
+        "",
+        "Δ: difference of the mean from the default level, in F1 points; p: Welch's test "
+        "(* p < 0.05); the level in bold has the highest mean dev F1 among complete levels; "
+        "best epoch: mean over seeds; CPU s/run: median.",
+        "",
+    ]
     for f in factors:
         out += [f"### {f.title}", ""]
         if f.kind == "grid":
-            out += ["Mean dev F1 (seeds done) by batch size and learning rate; bold: the best "
-                    "rate of each batch size.", "", grid_table(f), ""]
+            out += [
+                "Mean dev F1 (seeds done) by batch size and learning rate; bold: the best "
+                "rate of each batch size.",
+                "",
+                grid_table(f),
+                "",
+            ]
         out += [verdict(f), ""]
         note = edge_note(f) if f.kind in ("grid", "optimizer") else ""
         if note:
@@ -557,8 +669,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=ROOT / "docs" / "study-full")
     ap.add_argument("--sweeps", type=Path, default=ROOT / "configs" / "study-full")
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "hyperparameters-full.md")
-    ap.add_argument("--plots", type=Path, default=None,
-                    help="where the PNGs go (default: the results directory)")
+    ap.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help="where the PNGs go (default: the results directory)",
+    )
     args = ap.parse_args(argv)
     page = write_page(args.results, args.sweeps, args.output, args.plots or args.results)
     print(f"wrote {page}")

@@ -45,8 +45,16 @@ from rnner.report import (
 
 DEFAULT = "00_default"
 SEED_BASELINE = "00_seed_baseline"
-OPTIMIZER_ORDER = ["sgd", "sgd+momentum", "sgd+nesterov", "adam", "adamw", "nadam", "rmsprop",
-                   "adagrad"]
+OPTIMIZER_ORDER = [
+    "sgd",
+    "sgd+momentum",
+    "sgd+nesterov",
+    "adam",
+    "adamw",
+    "nadam",
+    "rmsprop",
+    "adagrad",
+]
 TITLES = {  # a factor's title, by its first searched key
     "train.lr": "Optimizer and learning rate",
     "train.optimizer": "Optimizer",
@@ -99,8 +107,15 @@ def read_sweeps(runs: Path) -> dict[str, Sweep]:
                 starts.append(t.datetime_start)
                 ends.append(t.datetime_complete)
         span = (min(starts), max(ends)) if starts else None
-        out[d.name] = Sweep(d.name, d, search_keys(study), groups(study), counts,
-                            study.user_attrs.get("sweep", {}), span)
+        out[d.name] = Sweep(
+            d.name,
+            d,
+            search_keys(study),
+            groups(study),
+            counts,
+            study.user_attrs.get("sweep", {}),
+            span,
+        )
     return out
 
 
@@ -129,8 +144,11 @@ class Factor:
 
     @property
     def slug(self) -> str:
-        return self.sweeps[0] if len(self.sweeps) == 1 else f"{self.number}_" + (
-            "optimizer_lr" if self.is_lr else "factor")
+        return (
+            self.sweeps[0]
+            if len(self.sweeps) == 1
+            else f"{self.number}_" + ("optimizer_lr" if self.is_lr else "factor")
+        )
 
     @property
     def is_lr(self) -> bool:
@@ -201,10 +219,11 @@ def build_factors(sweeps: dict[str, Sweep]) -> list[Factor]:
 def recommendation(f: Factor) -> str:
     best, ref = f.best(), f.default
     if ref is None:
-        return (f"Best level by mean dev F1: {best.label} ({pm(best.group.dev)}); the default "
-                "level has no results, so nothing is compared.")
-    worse = [lv.label for lv in f.levels
-             if lv.dev_cmp.significant and (lv.dev_cmp.diff or 0) < 0]
+        return (
+            f"Best level by mean dev F1: {best.label} ({pm(best.group.dev)}); the default "
+            "level has no results, so nothing is compared."
+        )
+    worse = [lv.label for lv in f.levels if lv.dev_cmp.significant and (lv.dev_cmp.diff or 0) < 0]
     worse_note = f" Significantly worse than the default: {', '.join(worse)}." if worse else ""
     if best.is_default:
         others = [lv for lv in f.levels if not lv.is_default]
@@ -212,18 +231,26 @@ def recommendation(f: Factor) -> str:
             tail = " (too few seeds to test the differences)"
         else:
             tail = ""
-        return (f"**Keep the default ({best.label.removesuffix(' (default)')})**: it has the "
-                f"highest mean dev F1 of the {len(f.levels)} levels{tail}.{worse_note}")
+        return (
+            f"**Keep the default ({best.label.removesuffix(' (default)')})**: it has the "
+            f"highest mean dev F1 of the {len(f.levels)} levels{tail}.{worse_note}"
+        )
     c = best.dev_cmp
     if c.significant:
-        return (f"**Use {best.label}**: {c.cell_diff()} dev F1 points over the default "
-                f"({_p_words(c)}).{worse_note}")
+        return (
+            f"**Use {best.label}**: {c.cell_diff()} dev F1 points over the default "
+            f"({_p_words(c)}).{worse_note}"
+        )
     if c.significant is None:
-        return (f"Best level by mean dev F1: {best.label} ({c.cell_diff()} over the default); "
-                f"too few seeds to test the difference.{worse_note}")
-    return (f"**No significant difference**: the best level by mean dev F1, {best.label}, is "
-            f"{c.cell_diff()} points over the default ({_p_words(c)}), within seed-to-seed "
-            f"noise; the default can stay.{worse_note}")
+        return (
+            f"Best level by mean dev F1: {best.label} ({c.cell_diff()} over the default); "
+            f"too few seeds to test the difference.{worse_note}"
+        )
+    return (
+        f"**No significant difference**: the best level by mean dev F1, {best.label}, is "
+        f"{c.cell_diff()} points over the default ({_p_words(c)}), within seed-to-seed "
+        f"noise; the default can stay.{worse_note}"
+    )
 
 
 def _p_words(c: Comparison) -> str:
@@ -247,8 +274,7 @@ def _curve(g: Group) -> tuple[list[int], list[float]]:
 def plot_factor(f: Factor, path: Path) -> None:
     """Left: dev and test F1 per level (mean ± std, seeds as dots); right: mean dev curves."""
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6),
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [3, 2]})
     if f.is_lr:
         _lr_panel(left, f)
         curves = {}
@@ -266,8 +292,9 @@ def plot_factor(f: Factor, path: Path) -> None:
     right.set_xticks(range(1, 1 + max((len(_curve(lv.group)[0]) for lv in shown), default=1)))
     right.set_xlabel("epoch")
     right.set_ylabel("dev entity F1 (mean over seeds)")
-    right.set_title("Dev F1 per epoch" + (" (best rate of each optimizer)" if f.is_lr else ""),
-                    fontsize=10)
+    right.set_title(
+        "Dev F1 per epoch" + (" (best rate of each optimizer)" if f.is_lr else ""), fontsize=10
+    )
     right.grid(alpha=0.3)
     right.legend(fontsize=7)
     fig.suptitle(f.title)
@@ -287,8 +314,15 @@ def _level_panel(ax: Any, f: Factor) -> None:
             means.append(100 * statistics.fmean(vals) if vals else math.nan)
             errs.append(100 * statistics.stdev(vals) if len(vals) > 1 else 0.0)
             _dots(ax, x + offset, vals, color)
-        ax.errorbar([x + offset for x in xs], means, yerr=errs, fmt="o", capsize=4, color=color,
-                    label=f"{split} F1 (mean ± std)")
+        ax.errorbar(
+            [x + offset for x in xs],
+            means,
+            yerr=errs,
+            fmt="o",
+            capsize=4,
+            color=color,
+            label=f"{split} F1 (mean ± std)",
+        )
     ax.set_xticks(xs, [lv.label for lv in f.levels], rotation=20, fontsize=8)
     ax.set_ylabel("entity F1")
     ax.set_title("F1 per level (dots: seeds)", fontsize=10)
@@ -297,23 +331,35 @@ def _level_panel(ax: Any, f: Factor) -> None:
 
 
 def _lr_panel(ax: Any, f: Factor) -> None:
-    opts = sorted({optimizer_label(lv.group.config) for lv in f.levels},
-                  key=lambda o: OPTIMIZER_ORDER.index(o) if o in OPTIMIZER_ORDER else 99)
+    opts = sorted(
+        {optimizer_label(lv.group.config) for lv in f.levels},
+        key=lambda o: OPTIMIZER_ORDER.index(o) if o in OPTIMIZER_ORDER else 99,
+    )
     for i, opt in enumerate(opts):
-        sel = sorted((lv for lv in f.levels if optimizer_label(lv.group.config) == opt),
-                     key=lambda lv: lv.group.value("train.lr"))
+        sel = sorted(
+            (lv for lv in f.levels if optimizer_label(lv.group.config) == opt),
+            key=lambda lv: lv.group.value("train.lr"),
+        )
         lrs = [lv.group.value("train.lr") for lv in sel]
         means = [100 * lv.group.dev_mean for lv in sel]
-        errs = [100 * statistics.stdev(lv.group.dev) if len(lv.group.dev) > 1 else 0.0
-                for lv in sel]
+        errs = [
+            100 * statistics.stdev(lv.group.dev) if len(lv.group.dev) > 1 else 0.0 for lv in sel
+        ]
         color = f"C{i % 10}"
         ax.errorbar(lrs, means, yerr=errs, fmt="-o", capsize=3, color=color, label=opt)
         for lv in sel:
             _dots(ax, lv.group.value("train.lr"), lv.group.dev, color)
         for lv in sel:
             if lv.is_default:
-                ax.scatter([lv.group.value("train.lr")], [100 * lv.group.dev_mean], s=160,
-                           facecolors="none", edgecolors="k", zorder=4, label="default")
+                ax.scatter(
+                    [lv.group.value("train.lr")],
+                    [100 * lv.group.dev_mean],
+                    s=160,
+                    facecolors="none",
+                    edgecolors="k",
+                    zorder=4,
+                    label="default",
+                )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("dev entity F1 (mean ± std; dots: seeds)")
@@ -333,8 +379,15 @@ def plot_baselines(rows: list[tuple[str, Group]], path: Path) -> None:
             means.append(100 * statistics.fmean(vals) if vals else math.nan)
             errs.append(100 * statistics.stdev(vals) if len(vals) > 1 else 0.0)
             _dots(left, x + offset, vals, color)
-        left.errorbar([x + offset for x in xs], means, yerr=errs, fmt="o", capsize=4,
-                      color=color, label=f"{split} F1")
+        left.errorbar(
+            [x + offset for x in xs],
+            means,
+            yerr=errs,
+            fmt="o",
+            capsize=4,
+            color=color,
+            label=f"{split} F1",
+        )
     left.set_xticks(xs, [name for name, _ in rows], fontsize=8)
     left.set_ylabel("entity F1 (mean ± std; dots: seeds)")
     left.grid(alpha=0.3, axis="y")
@@ -378,8 +431,11 @@ def machine(runs: Path) -> dict[str, str]:
             cpus += line.startswith("processor")
     except OSError:
         pass
-    info.update(cpu_model=model, cpus=str(cpus or os.cpu_count() or "?"),
-                source="read when this page was generated (no machine.txt in the runs)")
+    info.update(
+        cpu_model=model,
+        cpus=str(cpus or os.cpu_count() or "?"),
+        source="read when this page was generated (no machine.txt in the runs)",
+    )
     return info
 
 
@@ -401,19 +457,36 @@ def _setting(rows: Sequence[Group], section: str, key: str) -> str:
 
 
 def level_table(f: Factor) -> str:
-    head = ["level", "dev F1", "test F1", "Δ dev", "p (dev)", "Δ test", "p (test)", "seeds",
-            "best epoch", "s/run"]
+    head = [
+        "level",
+        "dev F1",
+        "test F1",
+        "Δ dev",
+        "p (dev)",
+        "Δ test",
+        "p (test)",
+        "seeds",
+        "best epoch",
+        "s/run",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = f.best()
     for lv in f.levels:
         g = lv.group
         label = f"**{lv.label}**" if lv is best else lv.label
         ref = lv.is_default
-        cells = [label, pm(g.dev), pm(g.test),
-                 "ref." if ref else lv.dev_cmp.cell_diff(), "" if ref else lv.dev_cmp.cell_p(),
-                 "ref." if ref else lv.test_cmp.cell_diff(),
-                 "" if ref else lv.test_cmp.cell_p(), str(len(g.dev)),
-                 _num(g.mean("best_epoch"), 1), _num(g.mean("seconds"), 0)]
+        cells = [
+            label,
+            pm(g.dev),
+            pm(g.test),
+            "ref." if ref else lv.dev_cmp.cell_diff(),
+            "" if ref else lv.dev_cmp.cell_p(),
+            "ref." if ref else lv.test_cmp.cell_diff(),
+            "" if ref else lv.test_cmp.cell_p(),
+            str(len(g.dev)),
+            _num(g.mean("best_epoch"), 1),
+            _num(g.mean("seconds"), 0),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -430,14 +503,19 @@ def _drift_note() -> list[str]:
     base = Config.load(root / "configs/sweeps/study/base.toml").to_dict()
     default = Config.load(root / "configs/conll03.toml").to_dict()
     budget = {("data", "max_sentences"), ("train", "epochs"), ("train", "patience")}
-    differ = [f"`{sec}.{k}` ({base[sec][k]!r} here, {v!r} there)"
-              for sec, table in default.items() for k, v in table.items()
-              if base[sec][k] != v and (sec, k) not in budget]
+    differ = [
+        f"`{sec}.{k}` ({base[sec][k]!r} here, {v!r} there)"
+        for sec, table in default.items()
+        for k, v in table.items()
+        if base[sec][k] != v and (sec, k) not in budget
+    ]
     if not differ:
         return []
-    return ["- Note: besides the subset and budget, the study's base differs from the current "
-            "`configs/conll03.toml` in " + ", ".join(differ) + ". The tables of those factors "
-            "compare both levels directly; their \"(default)\" is the study's base."]
+    return [
+        "- Note: besides the subset and budget, the study's base differs from the current "
+        "`configs/conll03.toml` in " + ", ".join(differ) + ". The tables of those factors "
+        'compare both levels directly; their "(default)" is the study\'s base.'
+    ]
 
 
 def _num(v: float | None, digits: int) -> str:
@@ -457,164 +535,255 @@ def write_page(runs: Path, output: Path, command: str) -> Path:
     all_rows = [g for s in sweeps.values() for g in s.rows]
     runs_done = sum(len(g.dev) for g in all_rows)
     run_seconds = sum(r.get("seconds", 0.0) for g in all_rows for r in g.runs)
-    default = merge(sweeps[DEFAULT].rows)[0] if DEFAULT in sweeps and sweeps[DEFAULT].rows \
+    default = merge(sweeps[DEFAULT].rows)[0] if DEFAULT in sweeps and sweeps[DEFAULT].rows else None
+    seed = (
+        merge(sweeps[SEED_BASELINE].rows)[0]
+        if SEED_BASELINE in sweeps and sweeps[SEED_BASELINE].rows
         else None
-    seed = merge(sweeps[SEED_BASELINE].rows)[0] if SEED_BASELINE in sweeps and \
-        sweeps[SEED_BASELINE].rows else None
+    )
     info = machine(runs)
     walls = timings(runs)
     seeds = sorted({r["seed"] for g in all_rows for r in g.runs})
     threads = sorted({r.get("threads") for g in all_rows for r in g.runs if r.get("threads")})
-    short = {n: f"{len(s.rows)} of {s.grid_size()}" for n, s in sweeps.items()
-             if s.grid_size() and len(s.rows) < s.grid_size()}
-    expected = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "configs" /
-                                       "sweeps" / "study").glob("[0-9]*.toml"))
+    short = {
+        n: f"{len(s.rows)} of {s.grid_size()}"
+        for n, s in sweeps.items()
+        if s.grid_size() and len(s.rows) < s.grid_size()
+    }
+    expected = sorted(
+        p.stem
+        for p in (Path(__file__).resolve().parent.parent / "configs" / "sweeps" / "study").glob(
+            "[0-9]*.toml"
+        )
+    )
     missing = [n for n in expected if n not in sweeps]
 
-    md = ["# Hyperparameter study (reduced, one factor at a time)", "",
-          f"<!-- Generated by benchmarks/study_summary.py from {runs} on "
-          f"{dt.datetime.now().isoformat(timespec='seconds')}; do not edit by hand: rerun "
-          "the script. -->", ""]
-    md += ["This page measures, for each hyperparameter of the default model "
-           "(`configs/conll03.toml`), how dev and test entity F1 change when that one "
-           "hyperparameter changes and everything else stays at the default. It is a **reduced** "
-           "study: the full-data sweeps in `configs/sweeps/` (see [tuning.md](tuning.md)) need "
-           "hundreds of CPU-hours, so every run here trains on a subset for a few epochs. Read "
-           "the numbers as *relative* effects under a small, fixed training budget, not as "
-           "CoNLL-2003 results. **The full-data study** (every factor on the whole of "
-           "CoNLL-2003, 20 epochs a run) is [hyperparameters-full.md](hyperparameters-full.md).",
-           ""]
+    md = [
+        "# Hyperparameter study (reduced, one factor at a time)",
+        "",
+        f"<!-- Generated by benchmarks/study_summary.py from {runs} on "
+        f"{dt.datetime.now().isoformat(timespec='seconds')}; do not edit by hand: rerun "
+        "the script. -->",
+        "",
+    ]
+    md += [
+        "This page measures, for each hyperparameter of the default model "
+        "(`configs/conll03.toml`), how dev and test entity F1 change when that one "
+        "hyperparameter changes and everything else stays at the default. It is a **reduced** "
+        "study: the full-data sweeps in `configs/sweeps/` (see [tuning.md](tuning.md)) need "
+        "hundreds of CPU-hours, so every run here trains on a subset for a few epochs. Read "
+        "the numbers as *relative* effects under a small, fixed training budget, not as "
+        "CoNLL-2003 results. **The full-data study** (every factor on the whole of "
+        "CoNLL-2003, 20 epochs a run) is [hyperparameters-full.md](hyperparameters-full.md).",
+        "",
+    ]
 
     # setup
     ref_rows = [default] if default else all_rows
-    md += ["## Setup", "",
-           f"- Data: the first {_setting(ref_rows, 'data', 'max_sentences')} sentences of "
-           "*each* CoNLL-2003 split (train, dev and test are all cut by "
-           "`data.max_sentences`), so dev and test F1 are on those subsets.",
-           f"- Budget: {_setting(ref_rows, 'train', 'epochs')} epoch(s), no early stopping "
-           f"(patience {_setting(ref_rows, 'train', 'patience')}); each run keeps its best dev "
-           "epoch and reports test F1 at that epoch (test F1 never selects anything).",
-           f"- Seeds: {', '.join(map(str, seeds))} for every configuration; F1 is shown in "
-           "points as mean ± sample std over seeds.",
-           "- Design: one factor at a time around the default config "
-           "(`configs/sweeps/study/base.toml` = the default model on the subset). The default "
-           "level is trained once (`00_default`) and is the reference of every factor.",
-           *_drift_note(),
-           f"- Machine: {info.get('cpu_model', '?')}, {info.get('cpus', '?')} CPU cores "
-           f"({info.get('source', '')}); torch {info.get('torch', '?')}; "
-           f"{', '.join(map(str, threads)) or '?'} torch thread(s) per run, "
-           f"{info.get('lanes', '?')} runs in parallel.",
-           f"- Size: {len(sweeps)} sweeps, {sum(len(s.rows) for s in sweeps.values())} "
-           f"configurations, {runs_done} runs; {run_seconds / 3600:.2f} core-hours of "
-           "training and evaluation"
-           + (f", {sum(walls.values()) / 60:.0f} minutes of sweep wall time summed over lanes"
-              if walls else "") + ".",
-           f"- Significance: {method_note()}. With {len(seeds)} seed(s) per level such a test "
-           "only sees large effects, and with this many comparisons a few chance "
-           f"'significant' results at {ALPHA} are expected; treat single asterisks with care.",
-           ]
+    md += [
+        "## Setup",
+        "",
+        f"- Data: the first {_setting(ref_rows, 'data', 'max_sentences')} sentences of "
+        "*each* CoNLL-2003 split (train, dev and test are all cut by "
+        "`data.max_sentences`), so dev and test F1 are on those subsets.",
+        f"- Budget: {_setting(ref_rows, 'train', 'epochs')} epoch(s), no early stopping "
+        f"(patience {_setting(ref_rows, 'train', 'patience')}); each run keeps its best dev "
+        "epoch and reports test F1 at that epoch (test F1 never selects anything).",
+        f"- Seeds: {', '.join(map(str, seeds))} for every configuration; F1 is shown in "
+        "points as mean ± sample std over seeds.",
+        "- Design: one factor at a time around the default config "
+        "(`configs/sweeps/study/base.toml` = the default model on the subset). The default "
+        "level is trained once (`00_default`) and is the reference of every factor.",
+        *_drift_note(),
+        f"- Machine: {info.get('cpu_model', '?')}, {info.get('cpus', '?')} CPU cores "
+        f"({info.get('source', '')}); torch {info.get('torch', '?')}; "
+        f"{', '.join(map(str, threads)) or '?'} torch thread(s) per run, "
+        f"{info.get('lanes', '?')} runs in parallel.",
+        f"- Size: {len(sweeps)} sweeps, {sum(len(s.rows) for s in sweeps.values())} "
+        f"configurations, {runs_done} runs; {run_seconds / 3600:.2f} core-hours of "
+        "training and evaluation"
+        + (
+            f", {sum(walls.values()) / 60:.0f} minutes of sweep wall time summed over lanes"
+            if walls
+            else ""
+        )
+        + ".",
+        f"- Significance: {method_note()}. With {len(seeds)} seed(s) per level such a test "
+        "only sees large effects, and with this many comparisons a few chance "
+        f"'significant' results at {ALPHA} are expected; treat single asterisks with care.",
+    ]
     if info.get("commit"):
-        md.append(f"- Code: commit `{info['commit']}`; study started {info.get('started', '?')}"
-                  + (f", resumed {info['resumed']}" if info.get("resumed") else "") + ".")
+        md.append(
+            f"- Code: commit `{info['commit']}`; study started {info.get('started', '?')}"
+            + (f", resumed {info['resumed']}" if info.get("resumed") else "")
+            + "."
+        )
     spans = [s.span for s in sweeps.values() if s.span]
     took = ""
     if spans:
         minutes = (max(e for _, e in spans) - min(b for b, _ in spans)).total_seconds() / 60
-        took = (f" It took {minutes:.0f} minute(s) here, from the first trial's start to the "
-                "last one's end" + (" (across resumptions)" if info.get("resumed") else "")
-                + ".")
-    md += ["", f"Reproduce (rerunning resumes; the script ends by regenerating this page).{took}",
-           "", "```sh", command, "```", "",
-           "Each sweep's own report (every configuration, learning curves, `trials.csv`) is in "
-           f"`{runs}/NAME/report.md` after a run.", ""]
+        took = (
+            f" It took {minutes:.0f} minute(s) here, from the first trial's start to the "
+            "last one's end" + (" (across resumptions)" if info.get("resumed") else "") + "."
+        )
+    md += [
+        "",
+        f"Reproduce (rerunning resumes; the script ends by regenerating this page).{took}",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        "Each sweep's own report (every configuration, learning curves, `trials.csv`) is in "
+        f"`{runs}/NAME/report.md` after a run.",
+        "",
+    ]
     if missing or short:
-        md.append("**Incomplete:** " + "; ".join(
-            ([f"not run yet: {', '.join(missing)}"] if missing else [])
-            + (["configurations with results: " + ", ".join(f"{n} ({c})" for n, c in
-                                                             short.items())]
-               if short else [])) + ". Rerun the command below to finish the study.")
+        md.append(
+            "**Incomplete:** "
+            + "; ".join(
+                ([f"not run yet: {', '.join(missing)}"] if missing else [])
+                + (
+                    [
+                        "configurations with results: "
+                        + ", ".join(f"{n} ({c})" for n, c in short.items())
+                    ]
+                    if short
+                    else []
+                )
+            )
+            + ". Rerun the command below to finish the study."
+        )
         md.append("")
 
     # overview
-    md += ["## Overview", "",
-           "Per factor: the level with the highest mean dev F1 and its difference from the "
-           "default level (* = significant, see above).", "",
-           "| factor | default level | best level | best dev F1 | Δ dev vs default | p |",
-           "|---|---|---|---|---|---|"]
+    md += [
+        "## Overview",
+        "",
+        "Per factor: the level with the highest mean dev F1 and its difference from the "
+        "default level (* = significant, see above).",
+        "",
+        "| factor | default level | best level | best dev F1 | Δ dev vs default | p |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in factors:
         best, ref = f.best(), f.default
-        md.append("| " + " | ".join([
-            f"[{f.title}](#{_anchor(f.title)})",
-            ref.label.removesuffix(" (default)") if ref else "–",
-            best.label, pm(best.group.dev),
-            "ref." if best.is_default else best.dev_cmp.cell_diff(),
-            "" if best.is_default else best.dev_cmp.cell_p()]) + " |")
+        md.append(
+            "| "
+            + " | ".join(
+                [
+                    f"[{f.title}](#{_anchor(f.title)})",
+                    ref.label.removesuffix(" (default)") if ref else "–",
+                    best.label,
+                    pm(best.group.dev),
+                    "ref." if best.is_default else best.dev_cmp.cell_diff(),
+                    "" if best.is_default else best.dev_cmp.cell_p(),
+                ]
+            )
+            + " |"
+        )
     md.append("")
 
     # baselines
     md += ["## Seed baseline, default and the best configuration", ""]
     if default is None or seed is None:
-        md += ["Not available: " + ", ".join(n for n, g in ((SEED_BASELINE, seed),
-                                                           (DEFAULT, default)) if g is None)
-               + " has no results yet.", ""]
+        md += [
+            "Not available: "
+            + ", ".join(n for n, g in ((SEED_BASELINE, seed), (DEFAULT, default)) if g is None)
+            + " has no results yet.",
+            "",
+        ]
     else:
         cands = [(f, lv) for f in factors for lv in f.levels if not lv.is_default]
         top = max(cands, key=lambda c: c[1].group.dev_mean, default=None)
         rows = [("seed baseline", seed), ("default", default)]
         if top is not None and top[1].group.dev_mean > default.dev_mean:
             rows.append((f"best: {top[0].title.lower()} = {top[1].label}", top[1].group))
-        md += ["The seed model (`configs/seed.toml`: random 100-d embeddings, one "
-               "unidirectional LSTM of 100, softmax, Adam 0.001, IOB2, no clipping) against the "
-               "default and against the best single-factor change found here, on the same "
-               "subset and budget. Differences are against the seed baseline.", "",
-               "| model | dev F1 | test F1 | Δ dev | p (dev) | Δ test | p (test) | s/run |",
-               "|---|---|---|---|---|---|---|---|"]
+        md += [
+            "The seed model (`configs/seed.toml`: random 100-d embeddings, one "
+            "unidirectional LSTM of 100, softmax, Adam 0.001, IOB2, no clipping) against the "
+            "default and against the best single-factor change found here, on the same "
+            "subset and budget. Differences are against the seed baseline.",
+            "",
+            "| model | dev F1 | test F1 | Δ dev | p (dev) | Δ test | p (test) | s/run |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, g in rows:
             if g is seed:
                 cells = [name, pm(g.dev), pm(g.test), "ref.", "", "ref.", ""]
             else:
                 dc, tc = compare(g.dev, seed.dev), compare(g.test, seed.test)
-                cells = [name, pm(g.dev), pm(g.test), dc.cell_diff(), dc.cell_p(),
-                         tc.cell_diff(), tc.cell_p()]
+                cells = [
+                    name,
+                    pm(g.dev),
+                    pm(g.test),
+                    dc.cell_diff(),
+                    dc.cell_p(),
+                    tc.cell_diff(),
+                    tc.cell_p(),
+                ]
             md.append("| " + " | ".join(cells + [_num(g.mean("seconds"), 0)]) + " |")
         tune_gain = compare(default.dev, seed.dev)
         tested = _p_words(tune_gain) if tune_gain.significant is not None else "untested"
-        further = ("No single-factor change beat the default's mean dev F1."
-                   if len(rows) == 2 else
-                   f"The best single-factor change moves it by "
-                   f"{compare(rows[-1][1].dev, seed.dev).cell_diff()} points; the best levels of "
-                   "different factors were not combined and retrained here, so their effects "
-                   "need not add up.")
-        md += ["", f"Tuning (the default config) moves the seed baseline by "
-               f"{tune_gain.cell_diff()} dev F1 points ({tested}). {further}", ""]
+        further = (
+            "No single-factor change beat the default's mean dev F1."
+            if len(rows) == 2
+            else f"The best single-factor change moves it by "
+            f"{compare(rows[-1][1].dev, seed.dev).cell_diff()} points; the best levels of "
+            "different factors were not combined and retrained here, so their effects "
+            "need not add up."
+        )
+        md += [
+            "",
+            f"Tuning (the default config) moves the seed baseline by "
+            f"{tune_gain.cell_diff()} dev F1 points ({tested}). {further}",
+            "",
+        ]
         plot_baselines(rows, figures / "baselines.png")
         md += [f"![Seed baseline, default and best]({rel}/baselines.png)", ""]
 
     # factors
-    md += ["## Factors", "",
-           "Δ: difference of mean F1 from the default level, in points; p: its test (* = "
-           "significant). The level in bold has the highest mean dev F1. s/run: wall seconds "
-           "per run on one core (the first run of each sweep also pays a few seconds of "
-           "warm-up).", ""]
+    md += [
+        "## Factors",
+        "",
+        "Δ: difference of mean F1 from the default level, in points; p: its test (* = "
+        "significant). The level in bold has the highest mean dev F1. s/run: wall seconds "
+        "per run on one core (the first run of each sweep also pays a few seconds of "
+        "warm-up).",
+        "",
+    ]
     for f in factors:
         name = f"{f.slug}.png"
         plot_factor(f, figures / name)
         sweeps_used = ", ".join(f"`{n}`" for n in f.sweeps)
-        md += [f"### {f.title}", "",
-               f"Sweeps: {sweeps_used}, with the default from `{DEFAULT}`.", "",
-               level_table(f), "", recommendation(f), "", f"![{f.title}]({rel}/{name})", ""]
+        md += [
+            f"### {f.title}",
+            "",
+            f"Sweeps: {sweeps_used}, with the default from `{DEFAULT}`.",
+            "",
+            level_table(f),
+            "",
+            recommendation(f),
+            "",
+            f"![{f.title}]({rel}/{name})",
+            "",
+        ]
         if f.is_lr:
             md += [_optimizer_notes(f), ""]
-    md += ["## Limits", "",
-           "- One factor at a time: interactions (for example batch size with learning rate, or "
-           "dropout with hidden size) are not measured; the full sweeps in `configs/sweeps/` "
-           "sample them jointly.",
-           "- The fixed, short budget favours settings that learn fast: slower optimizers, "
-           "large batches (fewer updates per epoch at the same learning rate) and higher "
-           "dropout may be ranked below where they would end with full data and early "
-           "stopping.",
-           "- Dev and test are subsets of their splits, so F1 differences of a point or less "
-           "are within the noise of the test set as well as of the seeds.", ""]
+    md += [
+        "## Limits",
+        "",
+        "- One factor at a time: interactions (for example batch size with learning rate, or "
+        "dropout with hidden size) are not measured; the full sweeps in `configs/sweeps/` "
+        "sample them jointly.",
+        "- The fixed, short budget favours settings that learn fast: slower optimizers, "
+        "large batches (fewer updates per epoch at the same learning rate) and higher "
+        "dropout may be ranked below where they would end with full data and early "
+        "stopping.",
+        "- Dev and test are subsets of their splits, so F1 differences of a point or less "
+        "are within the noise of the test set as well as of the seeds.",
+        "",
+    ]
     output.parent.mkdir(parents=True, exist_ok=True)
     files.write_text(output, "\n".join(md))
     return output
@@ -645,9 +814,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="runs/study", help="the study's output root")
     p.add_argument("--output", default="docs/hyperparameters.md", help="the page to write")
-    p.add_argument("--command", default="benchmarks/run_study.sh",
-                   help="the command shown as the way to reproduce the study (it runs this "
-                        "script at its end)")
+    p.add_argument(
+        "--command",
+        default="benchmarks/run_study.sh",
+        help="the command shown as the way to reproduce the study (it runs this script at its end)",
+    )
     args = p.parse_args(argv)
     path = write_page(Path(args.runs), Path(args.output), args.command)
     print(f"wrote {path}")

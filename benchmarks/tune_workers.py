@@ -27,11 +27,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(sweep: Path, url: str, processes: int, trials: int, threads: int, work: Path) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "rnner.cli", "tune", str(sweep),
-                               "--storage", url, "--study", "bench", "--trials", str(trials),
-                               "--output", str(work / f"p{i}"), "--quiet"],
-                              env=env, stdout=subprocess.DEVNULL)
-             for i in range(processes)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rnner.cli",
+                "tune",
+                str(sweep),
+                "--storage",
+                url,
+                "--study",
+                "bench",
+                "--trials",
+                str(trials),
+                "--output",
+                str(work / f"p{i}"),
+                "--quiet",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for i in range(processes)
+    ]
     codes = [p.wait() for p in procs]
     seconds = time.perf_counter() - start
     if any(codes):
@@ -45,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    ap.add_argument("--storage", help="postgresql://USER@HOST:PORT of a server to use "
-                                      "(a database per measurement is created there)")
+    ap.add_argument(
+        "--storage",
+        help="postgresql://USER@HOST:PORT of a server to use "
+        "(a database per measurement is created there)",
+    )
     args = ap.parse_args(argv)
 
     server = None
@@ -75,13 +96,17 @@ def main(argv: list[str] | None = None) -> int:
                 with tempfile.TemporaryDirectory(prefix="rnner-bench-") as work:
                     s = run(args.sweep, new_db(), n, args.trials, args.threads, Path(work))
                 times[n].append(s)
-                print(f"repeat {r + 1}: {n} process(es): {args.trials} trials in {s:.1f} s",
-                      flush=True)
+                print(
+                    f"repeat {r + 1}: {n} process(es): {args.trials} trials in {s:.1f} s",
+                    flush=True,
+                )
     finally:
         if server is not None:
             server.close()
-    print(f"\n{args.sweep.name}, {args.trials} trials, {args.threads} thread(s) per process, "
-          f"{os.cpu_count()} CPUs, median of {args.repeats}\n")
+    print(
+        f"\n{args.sweep.name}, {args.trials} trials, {args.threads} thread(s) per process, "
+        f"{os.cpu_count()} CPUs, median of {args.repeats}\n"
+    )
     print("| processes | wall s (median) | trials per hour | speed-up |")
     print("|---|---|---|---|")
     base_s = statistics.median(times[1])

@@ -28,8 +28,10 @@ def load(directory: str) -> dict[int, dict[str, Any]]:
         runs[seed] = {
             "dev": m["dev"]["entity"]["f1"],
             "test": m["test"]["entity"]["f1"] if "test" in m else None,
-            "per_type": {t: v["f1"] for t, v in m.get("test", {}).get("entity", {})
-                         .get("per_type", {}).items()},
+            "per_type": {
+                t: v["f1"]
+                for t, v in m.get("test", {}).get("entity", {}).get("per_type", {}).items()
+            },
             "wall": m.get("train_seconds"),
         }
     if not runs:
@@ -44,8 +46,11 @@ def main(argv: list[str]) -> int:
     exps = [(label, load(path)) for label, path in pairs]
     ref = exps[0][1]
     types = sorted({t for _, e in exps for r in e.values() for t in r["per_type"]})
-    print("| config | seeds | dev F1 | Δ dev | p | test F1 | Δ test | "
-          + " | ".join(f"test {t}" for t in types) + " | dev Δ per seed | train s |")
+    print(
+        "| config | seeds | dev F1 | Δ dev | p | test F1 | Δ test | "
+        + " | ".join(f"test {t}" for t in types)
+        + " | dev Δ per seed | train s |"
+    )
     print("|---|---|---|---|---|---|---|" + "---|" * len(types) + "---|---|")
     for i, (label, exp) in enumerate(exps):
         dev = [r["dev"] for r in exp.values()]
@@ -57,16 +62,23 @@ def main(argv: list[str]) -> int:
             c_dev = compare(dev, [r["dev"] for r in ref.values()])
             c_test = compare(test, [r["test"] for r in ref.values() if r["test"] is not None])
             d_dev, p, d_test = c_dev.cell_diff(), c_dev.cell_p(), c_test.cell_diff()
-            per_seed = " ".join(f"{round(100 * (exp[s]['dev'] - ref[s]['dev']), 2) or 0.0:+.2f}"
-                                for s in sorted(exp) if s in ref)
+            per_seed = " ".join(
+                f"{round(100 * (exp[s]['dev'] - ref[s]['dev']), 2) or 0.0:+.2f}"
+                for s in sorted(exp)
+                if s in ref
+            )
         type_cells = " | ".join(
-            f"{100 * statistics.fmean(vals):.2f}" if (vals := [
-                r["per_type"][t] for r in exp.values() if t in r["per_type"]]) else "–"
-            for t in types)
+            f"{100 * statistics.fmean(vals):.2f}"
+            if (vals := [r["per_type"][t] for r in exp.values() if t in r["per_type"]])
+            else "–"
+            for t in types
+        )
         walls = [r["wall"] for r in exp.values() if r["wall"] is not None]
         wall = f"{statistics.median(walls):.0f}" if walls else "–"
-        print(f"| {label} | {len(exp)} | {pm(dev)} | {d_dev} | {p} | {pm(test)} | {d_test} | "
-              f"{type_cells} | {per_seed} | {wall} |")
+        print(
+            f"| {label} | {len(exp)} | {pm(dev)} | {d_dev} | {p} | {pm(test)} | {d_test} | "
+            f"{type_cells} | {per_seed} | {wall} |"
+        )
     print(f"\np: {method_note()}.")
     return 0
 

@@ -32,8 +32,9 @@ def unshifted_log_partition(crf: CRF, emissions: torch.Tensor, mask: torch.Tenso
     return torch.logsumexp(alpha + end, dim=1)
 
 
-def gradient(fn, crf: CRF, emissions: torch.Tensor,
-             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient(
+    fn, crf: CRF, emissions: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """log Z by `fn`, and its gradient with respect to the emissions."""
     em = emissions.detach().clone().requires_grad_(True)
     log_z = fn(crf, em, mask)
@@ -53,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     sents = load_corpus(cfg).train[: args.sentences]
     split = encode_split(sents, vocabs, cfg, meta.get("source_scheme", "IOB2"))
     crf64 = copy.deepcopy(model.crf).double()  # buffers too: the scheme's constraints
-    print("| longest sequence | tokens | largest log Z | 1 - P(gold tag) | the same, unshifted | "
-          "error, shifted (now) | error, unshifted (before) |")
+    print(
+        "| longest sequence | tokens | largest log Z | 1 - P(gold tag) | the same, unshifted | "
+        "error, shifted (now) | error, unshifted (before) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for b in split.batches(64):
         with torch.no_grad():
@@ -62,13 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         log_z, exact = gradient(CRF.log_partition, crf64, em.double(), b.mask)
         now = gradient(CRF.log_partition, model.crf, em, b.mask)[1].double()
         before = gradient(unshifted_log_partition, model.crf, em, b.mask)[1].double()
-        gold, gold_before = (1 - g.gather(2, b.tags.unsqueeze(2)).squeeze(2)[b.mask]
-                             for g in (exact, before))
-        print(f"| {int(b.lengths.max())} | {int(b.mask.sum())} | {log_z.abs().max():.0f} | "
-              f"{gold.mean():.2e} | "
-              f"{gold_before.mean():.2e} | "
-              f"{(now - exact).abs()[b.mask].mean():.1e} | "
-              f"{(before - exact).abs()[b.mask].mean():.1e} |")
+        gold, gold_before = (
+            1 - g.gather(2, b.tags.unsqueeze(2)).squeeze(2)[b.mask] for g in (exact, before)
+        )
+        print(
+            f"| {int(b.lengths.max())} | {int(b.mask.sum())} | {log_z.abs().max():.0f} | "
+            f"{gold.mean():.2e} | "
+            f"{gold_before.mean():.2e} | "
+            f"{(now - exact).abs()[b.mask].mean():.1e} | "
+            f"{(before - exact).abs()[b.mask].mean():.1e} |"
+        )
     return 0
 
 

@@ -30,8 +30,9 @@ from rnner.runs import load_run
 
 
 @torch.inference_mode()
-def sentence_marginals(model: RNNTagger, split: Split,
-                       batches: list[batching.Batch]) -> list[np.ndarray]:
+def sentence_marginals(
+    model: RNNTagger, split: Split, batches: list[batching.Batch]
+) -> list[np.ndarray]:
     """P(tag | text) per token of each sentence, [length, tags] arrays in dataset order."""
     rows: list[np.ndarray] = [np.zeros(0)] * len(split.groups)
     for b in batches:
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         for run, (model, vocabs, cfg, _) in zip(args.runs, loaded, strict=True):
             split = encode_split(sents, vocabs, cfg)
             marg = sentence_marginals(model, split, split.batches(64))
-            p_gold = np.concatenate([m[np.arange(len(g)), g]
-                                     for m, g in zip(marg, ids, strict=True)])
+            p_gold = np.concatenate(
+                [m[np.arange(len(g)), g] for m, g in zip(marg, ids, strict=True)]
+            )
             wrong = sum(int((m.argmax(1) != g).sum()) for m, g in zip(marg, ids, strict=True))
             print(f"| {run} | {len(p_gold)} | {p_gold.mean():.4f} | {wrong} |")
         return 0
@@ -105,20 +107,24 @@ def main(argv: list[str] | None = None) -> int:
             enc = encode_split(sents, vocabs, cfg)
             batches = enc.batches(64)
             marg = sentence_marginals(model, enc, batches)
-            viterbi = evaluate_split(model, enc, batches, sents, vocabs, cfg, source,
-                                     torch.device("cpu"))["entity"]["f1"]
-            single[split].append((f"{100 * viterbi:.2f}",
-                                  f1(posterior_decode(marg, names, scheme), gold)))
+            viterbi = evaluate_split(
+                model, enc, batches, sents, vocabs, cfg, source, torch.device("cpu")
+            )["entity"]["f1"]
+            single[split].append(
+                (f"{100 * viterbi:.2f}", f1(posterior_decode(marg, names, scheme), gold))
+            )
             total = marg if total is None else [a + b for a, b in zip(total, marg, strict=True)]
             joint[split].append(f1(posterior_decode(total, names, scheme), gold))
 
-    head = " | ".join(f"{s} {h}" for s in args.splits for h in ("Viterbi", "posterior",
-                                                                  "ensemble of 1..k"))
+    head = " | ".join(
+        f"{s} {h}" for s in args.splits for h in ("Viterbi", "posterior", "ensemble of 1..k")
+    )
     print(f"| k | run | {head} |")
     print("|---|---|" + "---|" * (3 * len(args.splits)))
     for k, run in enumerate(args.runs):
-        cells = " | ".join(f"{single[s][k][0]} | {single[s][k][1]} | {joint[s][k]}"
-                           for s in args.splits)
+        cells = " | ".join(
+            f"{single[s][k][0]} | {single[s][k][1]} | {joint[s][k]}" for s in args.splits
+        )
         print(f"| {k + 1} | {run} | {cells} |")
     return 0
 

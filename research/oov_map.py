@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--alpha", nargs="+", type=float, default=[1.0, 10.0, 100.0])
     ap.add_argument("--splits", nargs="+", default=["dev", "test"])
-    ap.add_argument("--min-count", type=int, default=1,
-                    help="fit only on training words seen this often")
+    ap.add_argument(
+        "--min-count", type=int, default=1, help="fit only on training words seen this often"
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -78,8 +79,16 @@ def main(argv: list[str] | None = None) -> int:
                 model.words.weight.copy_(torch.from_numpy(weights))
             for s in args.splits:
                 enc = encoded[s]
-                f1 = evaluate_split(model, enc, enc.batches(64), getattr(corpus, s), vocabs, cfg,
-                                    source, torch.device("cpu"))["entity"]["f1"]
+                f1 = evaluate_split(
+                    model,
+                    enc,
+                    enc.batches(64),
+                    getattr(corpus, s),
+                    vocabs,
+                    cfg,
+                    source,
+                    torch.device("cpu"),
+                )["entity"]["f1"]
                 cells.append(f"{100 * f1:.2f}")
         print(f"| {run} | {int(fit.sum())} | {int(move.sum())} | {' | '.join(cells)} |")
         freq = np.array([counts[w] for w in vocabs.words.itos])
@@ -91,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             band = hit & (freq >= lo) & (freq <= (hi or freq.max()))
             cells.append(f"{np.median(moved[band]):.3f} ({int(band.sum())})")
         drift_rows.append(f"| {run} | {' | '.join(cells)} |")
-    heads = " | ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" if hi else f"{lo}+"
-                       for lo, hi in bands)
-    print("\nMedian relative drift of the training words' vectors (and how many words), by "
-          "their count in train:\n")
+    heads = " | ".join(
+        f"{lo}" if lo == hi else f"{lo}-{hi}" if hi else f"{lo}+" for lo, hi in bands
+    )
+    print(
+        "\nMedian relative drift of the training words' vectors (and how many words), by "
+        "their count in train:\n"
+    )
     print(f"| run | {heads} |")
     print("|---|" + "---|" * len(bands))
     print("\n".join(drift_rows))

@@ -32,8 +32,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
     p.add_argument("--output", required=True)
     p.add_argument("--threshold", type=float, default=90.0)
-    p.add_argument("--epochs", type=int, default=0,
-                   help="also print dev F1 per epoch for the first N epochs, side by side")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=0,
+        help="also print dev F1 per epoch for the first N epochs, side by side",
+    )
     args = p.parse_args(argv)
     if args.epochs:
         _epoch_table(args.runs, args.epochs)

@@ -43,7 +43,7 @@ def gold_groups(tagger: Tagger, corpus: Corpus, split: str) -> Iterator[tuple[in
     train_words = {word_key(t, tagger.vocabs.lowercase) for s in corpus.train for t in s.tokens}
     for i, s in enumerate(getattr(corpus, split)):
         for span in tags.spans(list(s.tags), tagger.output_scheme):
-            yield i, span, group(list(s.tokens[span[1]:span[2]]), tagger, train_words)
+            yield i, span, group(list(s.tokens[span[1] : span[2]]), tagger, train_words)
 
 
 def recall_by_group(tagger: Tagger, split: str) -> tuple[Counter, Counter]:
@@ -75,8 +75,11 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
     ap.add_argument("--split", default="dev", choices=("dev", "test"))
-    ap.add_argument("--shares", action="store_true",
-                    help="print each group's share of the gold entities of dev and test")
+    ap.add_argument(
+        "--shares",
+        action="store_true",
+        help="print each group's share of the gold entities of dev and test",
+    )
     ap.add_argument("--mean", action="store_true", help="end with the mean recall of the runs")
     args = ap.parse_args(argv)
     if args.shares:

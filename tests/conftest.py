@@ -22,6 +22,7 @@ TESTS = Path(__file__).parent
 GOOD = TESTS / "data" / "good" / "small.txt"
 BAD = TESTS / "data" / "bad"
 
+
 def _conll_folder() -> Path:
     """Where the library itself finds CoNLL-2003 (`$RNNER_DATA`, as the folder above
     `conll2003/` or that folder itself, then `../shared/data`, ...): tests and library agree."""
@@ -262,8 +263,9 @@ def stopped_by_signal(run: Path) -> bool:
     return checkpoint_progress(run)["position"] > 0
 
 
-def wait_for(predicate: Callable[[], bool], process: subprocess.Popen, seconds: float,
-             what: str) -> None:
+def wait_for(
+    predicate: Callable[[], bool], process: subprocess.Popen, seconds: float, what: str
+) -> None:
     """Poll `predicate` until it holds; fail (killing `process`) on timeout or early exit."""
     deadline = time.monotonic() + seconds
     while not predicate():

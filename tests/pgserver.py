@@ -25,8 +25,9 @@ def find_bin() -> Path | None:
     """Debian keeps the server binaries off PATH, in /usr/lib/postgresql/VERSION/bin."""
     if os.environ.get("PG_BIN"):
         return Path(os.environ["PG_BIN"])
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parts[-3]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -84,14 +85,37 @@ class PostgresServer:
         return done
 
     def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
 
     def start(self) -> None:
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
-                  "-t", "30", "start")
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
@@ -109,8 +133,22 @@ class PostgresServer:
         return self.url(name)
 
     def sql(self, statement: str, database: str = "postgres") -> None:
-        self._run("psql", "-h", str(self.root), "-p", str(self.port), "-U", USER,
-                  "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", statement)
+        self._run(
+            "psql",
+            "-h",
+            str(self.root),
+            "-p",
+            str(self.port),
+            "-U",
+            USER,
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            statement,
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

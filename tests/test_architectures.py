@@ -24,29 +24,62 @@ SCHEME_TAGS = {
     "IOB2": ["O"] + [f"{p}-{t}" for t in TYPES for p in "BI"],
     "IOE2": ["O"] + [f"{p}-{t}" for t in TYPES for p in "IE"],
 }
-WORDS = ["EU", "rejects", "German", "call", "Peter", "Blackburn", "Brussels", "1996-08-22",
-         ".", "to", "boycott", "British", "lamb"]
+WORDS = [
+    "EU",
+    "rejects",
+    "German",
+    "call",
+    "Peter",
+    "Blackburn",
+    "Brussels",
+    "1996-08-22",
+    ".",
+    "to",
+    "boycott",
+    "British",
+    "lamb",
+]
 
 
 def _sentences(count: int, seed: int) -> list[list[str]]:
     rng = np.random.default_rng(seed)
-    return [[WORDS[i] for i in rng.integers(len(WORDS), size=int(rng.integers(1, 15)))]
-            for _ in range(count)]
+    return [
+        [WORDS[i] for i in rng.integers(len(WORDS), size=int(rng.integers(1, 15)))]
+        for _ in range(count)
+    ]
 
 
-def _model(cell: str, char_encoder: str, output: str, scheme: str,
-           sents: list[list[str]]) -> tuple[RNNTagger, list[str], batching.Batch]:
+def _model(
+    cell: str, char_encoder: str, output: str, scheme: str, sents: list[list[str]]
+) -> tuple[RNNTagger, list[str], batching.Batch]:
     names = SCHEME_TAGS[scheme]
     # One sentence per tag name, so the vocabulary holds every tag of the scheme.
-    vocabs = build_vocabs([*sents, [WORDS[0]] * len(names)],
-                          [*[["O"] * len(s) for s in sents], names])
+    vocabs = build_vocabs(
+        [*sents, [WORDS[0]] * len(names)], [*[["O"] * len(s) for s in sents], names]
+    )
     itos = vocabs.tags.itos
     assert sorted(itos) == sorted(names)
-    cfg = Config.from_dict(tiny_sections(model={
-        "cell": cell, "char_encoder": char_encoder, "output": output, "layers": 2,
-        "hidden_size": 8, "char_hidden": 6, "casing_dim": 3}))
-    model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(itos), 16,
-                      tags.constraints(itos, scheme))
+    cfg = Config.from_dict(
+        tiny_sections(
+            model={
+                "cell": cell,
+                "char_encoder": char_encoder,
+                "output": output,
+                "layers": 2,
+                "hidden_size": 8,
+                "char_hidden": 6,
+                "casing_dim": 3,
+            }
+        )
+    )
+    model = RNNTagger(
+        cfg.model,
+        len(vocabs.words),
+        len(vocabs.chars),
+        len(itos),
+        16,
+        tags.constraints(itos, scheme),
+    )
     with torch.no_grad():  # large random scores: what the scheme forbids often scores best
         model.proj.weight.mul_(40)
         if model.crf is not None:
@@ -59,8 +92,10 @@ def _model(cell: str, char_encoder: str, output: str, scheme: str,
 
 def _broken(ids: torch.Tensor, batch: batching.Batch, itos: list[str], scheme: str) -> int:
     """How many sentences' decoded tags break the scheme."""
-    rows = [[itos[i] for i in row[:n]]
-            for row, n in zip(ids.tolist(), batch.lengths.tolist(), strict=True)]
+    rows = [
+        [itos[i] for i in row[:n]]
+        for row, n in zip(ids.tolist(), batch.lengths.tolist(), strict=True)
+    ]
     return sum(tags.validate(r, scheme) is not None for r in rows)
 
 

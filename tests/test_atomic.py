@@ -44,8 +44,9 @@ def test_sigkill_never_leaves_a_torn_file(tmp_path: Path) -> None:
     target = tmp_path / "model.bin"
     completed_total = 0
     for kill in range(KILLS):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
         time.sleep(rng.uniform(0.0, 0.25))
@@ -108,11 +109,15 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     assert oct(atomic.stat().st_mode & 0o777) == oct(plain.stat().st_mode & 0o777)
 
 
-@pytest.mark.parametrize(("write", "bad"), [
-    (files.write_text, "new\n" * 10000 + "\ud800"),  # a lone surrogate: UTF-8 cannot encode it
-    (files.write_json, {"text": "new\n" * 10000 + "\ud800"}),
-    (files.write_bytes, "not bytes"),
-], ids=["write_text", "write_json", "write_bytes"])
+@pytest.mark.parametrize(
+    ("write", "bad"),
+    [
+        (files.write_text, "new\n" * 10000 + "\ud800"),  # a lone surrogate: UTF-8 cannot encode it
+        (files.write_json, {"text": "new\n" * 10000 + "\ud800"}),
+        (files.write_bytes, "not bytes"),
+    ],
+    ids=["write_text", "write_json", "write_bytes"],
+)
 def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path: Path, write, bad) -> None:
     """Every writer, not only write_bytes: a plain open() would have emptied the file."""
     target = tmp_path / "out"

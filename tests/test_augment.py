@@ -19,8 +19,10 @@ TINY = {
     "model": {"embeddings": "random", "hidden_size": 16, "char_hidden": 8, "casing_dim": 4},
     "train": {"epochs": 3, "batch_size": 16, "lr": 0.1, "seed": 7, "threads": 1},
 }
-AUGMENTED = {**TINY, "data": {**TINY["data"], "case_augment": 0.5, "typo_augment": 0.1,
-                              "mention_augment": 0.3}}
+AUGMENTED = {
+    **TINY,
+    "data": {**TINY["data"], "case_augment": 0.5, "typo_augment": 0.1, "mention_augment": 0.3},
+}
 
 
 @pytest.fixture
@@ -40,8 +42,12 @@ def _tokens(data) -> list[list[tuple]]:
     out = []
     for start, n in zip(data.offsets, data.lengths, strict=True):
         rows = data.tokens[start : start + n]
-        out.append([(t.words[r], t.casing[r], tuple(t.chars[r][: t.char_lengths[r]]), tag)
-                    for r, tag in zip(rows, data.tags[start : start + n], strict=True)])
+        out.append(
+            [
+                (t.words[r], t.casing[r], tuple(t.chars[r][: t.char_lengths[r]]), tag)
+                for r, tag in zip(rows, data.tags[start : start + n], strict=True)
+            ]
+        )
     return out
 
 

@@ -126,7 +126,7 @@ def test_score_refuses_bad_data(capsys, tmp_path, name):
 
 SCORE_SHOULD_REFUSE = {
     "conlleval_unknown_prefix": "metrics._parse_conlleval accepts any tag; conlleval_chunks "
-                                "reads X-PER as a PER chunk",
+    "reads X-PER as a PER chunk",
     "empty.txt": "metrics.read_conlleval returns no sentences and score prints zeros, exit 0",
     "only_docstart.txt": "-DOCSTART- lines are scored as tokens whose gold tag is '-X-'",
     "not_utf8.txt": "metrics.read_conlleval uses open(); UnicodeDecodeError escapes cli.main",
@@ -148,9 +148,7 @@ def test_score_should_refuse_bad_data(capsys, tmp_path, name):
         assert line.startswith(f"{path}:3: ")
 
 
-@pytest.mark.parametrize(
-    ("name", "tokens"), [("long_sentence", LONG_SENTENCE), ("long_token", 2)]
-)
+@pytest.mark.parametrize(("name", "tokens"), [("long_sentence", LONG_SENTENCE), ("long_token", 2)])
 def test_score_has_no_size_limits(capsys, tmp_path, name, tokens):
     # Scoring only counts tags: nothing grows with sentence or token length, so conlleval
     # files of any shape are scored, unlike files that go through a model.
@@ -176,8 +174,19 @@ CONFIG_ERRORS = {
 @pytest.mark.parametrize("name", list(CONFIG_ERRORS))
 def test_train_refuses_bad_config(capsys, tmp_path, name):
     out = tmp_path / "run"
-    argv = ["train", BAD / name, "--train", GOOD, "--dev", GOOD, "--test", GOOD,
-            "--output", out, "--quiet"]
+    argv = [
+        "train",
+        BAD / name,
+        "--train",
+        GOOD,
+        "--dev",
+        GOOD,
+        "--test",
+        GOOD,
+        "--output",
+        out,
+        "--quiet",
+    ]
     line = one_line_error(capsys, argv)
     if name == "bad_config_unknown_key.toml":
         # The known keys are listed, the typo's intended key among them.
@@ -191,10 +200,13 @@ def test_train_refuses_bad_config(capsys, tmp_path, name):
     ("item", "message"),
     [
         ("model.cell=transformer", "config model.cell: 'transformer' is not one of rnn, gru, lstm"),
-        ("train.epoch=3", "config train.epoch: unknown key; known keys here: batch_size, clip, "
-                          "device, ema, embedding_lr_scale, epochs, eval_batch_size, gamma, lr, "
-                          "lr_decay, momentum, nesterov, optimizer, patience, schedule, seed, "
-                          "select, step_size, threads, weight_decay"),
+        (
+            "train.epoch=3",
+            "config train.epoch: unknown key; known keys here: batch_size, clip, "
+            "device, ema, embedding_lr_scale, epochs, eval_batch_size, gamma, lr, "
+            "lr_decay, momentum, nesterov, optimizer, patience, schedule, seed, "
+            "select, step_size, threads, weight_decay",
+        ),
         ("train.batch_size=0", "config train.batch_size: 0 is out of range [1, inf]"),
         ("model.layers=two", "config model.layers: expected int, found str 'two'"),
         ("epochs=3", "config epochs: an override key must look like section.key"),
@@ -202,8 +214,19 @@ def test_train_refuses_bad_config(capsys, tmp_path, name):
 )
 def test_train_refuses_bad_set(capsys, tmp_path, config, item, message):
     out = tmp_path / "run"
-    argv = ["train", config, "--set", item, "--train", GOOD, "--dev", GOOD, "--output", out,
-            "--quiet"]
+    argv = [
+        "train",
+        config,
+        "--set",
+        item,
+        "--train",
+        GOOD,
+        "--dev",
+        GOOD,
+        "--output",
+        out,
+        "--quiet",
+    ]
     assert one_line_error(capsys, argv) == message
     assert not out.exists()
 
@@ -268,8 +291,19 @@ def test_predict_refuses_bad_text_and_writes_nothing(capsys, tmp_path, tiny_run)
 def test_predict_can_skip_bad_lines(capsys, tmp_path, tiny_run):
     target = tmp_path / "out.jsonl"
     path = BAD / "not_utf8.txt"
-    code = main(["predict", str(tiny_run), "--input", str(path), "--output", str(target),
-                 "--quiet", "--on-error", "skip"])
+    code = main(
+        [
+            "predict",
+            str(tiny_run),
+            "--input",
+            str(path),
+            "--output",
+            str(target),
+            "--quiet",
+            "--on-error",
+            "skip",
+        ]
+    )
     out, err = capsys.readouterr()
     assert (code, out, err) == (0, "", f"{path}: skipped 1 bad line(s)\n")
     records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
@@ -319,8 +353,21 @@ def test_untidy_input_just_works(capsys, tmp_path, tiny_run):
 def test_untidy_training_file(capsys, tmp_path, config):
     untidy = tmp_path / "untidy.txt"
     untidy.write_bytes(UNTIDY)
-    code = main(["train", str(config), "--train", str(untidy), "--dev", str(untidy), "--test",
-                 str(GOOD), "--output", str(tmp_path / "run"), "--quiet"])
+    code = main(
+        [
+            "train",
+            str(config),
+            "--train",
+            str(untidy),
+            "--dev",
+            str(untidy),
+            "--test",
+            str(GOOD),
+            "--output",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().err == ""
     vocab = json.loads((tmp_path / "run" / "vocab.json").read_text())
@@ -336,8 +383,19 @@ BROKEN = BAD / "bioes_broken.txt"
 
 def test_train_refuses_entity_types_training_never_saw(capsys, tmp_path, config):
     out = tmp_path / "run"
-    argv = ["train", config, "--train", GOOD, "--dev", UNSEEN, "--test", GOOD, "--output", out,
-            "--quiet"]
+    argv = [
+        "train",
+        config,
+        "--train",
+        GOOD,
+        "--dev",
+        UNSEEN,
+        "--test",
+        GOOD,
+        "--output",
+        out,
+        "--quiet",
+    ]
     line = one_line_error(capsys, argv)
     assert re.fullmatch(rf"{re.escape(str(UNSEEN))}:11: .*\bLANG\b.*", line), line
     assert not out.exists()
@@ -353,8 +411,19 @@ def test_evaluate_refuses_entity_types_the_model_never_saw(capsys, tmp_path, tin
 
 def test_train_refuses_tags_that_break_the_file_scheme(capsys, tmp_path, config):
     out = tmp_path / "run"
-    argv = ["train", config, "--train", BROKEN, "--dev", GOOD, "--test", GOOD, "--output", out,
-            "--quiet"]
+    argv = [
+        "train",
+        config,
+        "--train",
+        BROKEN,
+        "--dev",
+        GOOD,
+        "--test",
+        GOOD,
+        "--output",
+        out,
+        "--quiet",
+    ]
     line = one_line_error(capsys, argv)
     assert re.fullmatch(rf"{re.escape(str(BROKEN))}:15: .*'I-ORG'.*\bBIOES\b.*", line), line
     assert not out.exists()

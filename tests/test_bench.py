@@ -19,9 +19,17 @@ from rnner import batching, bench
 from rnner.config import Config, ModelConfig
 from rnner.model import char_positions, model_flops
 
-PLAN = bench.Plan(warmup=1, train_batches=3, train_reps=2, infer_batch_sizes=(1, 16),
-                  infer_reps=1, latency_sentences=5, matmul_size=64, matmul_reps=2,
-                  profile_batches=2)
+PLAN = bench.Plan(
+    warmup=1,
+    train_batches=3,
+    train_reps=2,
+    infer_batch_sizes=(1, 16),
+    infer_reps=1,
+    latency_sentences=5,
+    matmul_size=64,
+    matmul_reps=2,
+    profile_batches=2,
+)
 
 NAMES = ["Peter", "Blackburn", "Brussels", "EU", "Germany", "Reuters"]
 TYPES = ["PER", "PER", "LOC", "ORG", "LOC", "ORG"]
@@ -48,8 +56,10 @@ def write_corpus(path: Path, sentences: int = 40) -> Path:
 def tiny_config(tmp_path: Path) -> Path:
     corpus = str(write_corpus(tmp_path / "corpus.txt"))
     path = tmp_path / "tiny.toml"
-    path.write_text(to_toml(tiny_sections(data={"train": corpus, "dev": corpus,
-                                                "test": corpus})), encoding="utf-8")
+    path.write_text(
+        to_toml(tiny_sections(data={"train": corpus, "dev": corpus, "test": corpus})),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -64,9 +74,18 @@ def _positive(x: Any) -> bool:
 
 
 def test_run_reports_every_number_positive(result: dict[str, Any]) -> None:
-    for key in ("train_sentences_per_s", "train_tokens_per_s", "infer_tokens_per_s",
-                "matmul_gflops", "utilization", "infer_utilization", "peak_rss_mb",
-                "train_flops_per_token", "infer_flops_per_token", "char_positions_per_token"):
+    for key in (
+        "train_sentences_per_s",
+        "train_tokens_per_s",
+        "infer_tokens_per_s",
+        "matmul_gflops",
+        "utilization",
+        "infer_utilization",
+        "peak_rss_mb",
+        "train_flops_per_token",
+        "infer_flops_per_token",
+        "char_positions_per_token",
+    ):
         assert _positive(result[key]), key
     assert set(result["infer_tokens_per_s_by_batch"]) == {"1", "16"}
     assert all(_positive(v) for v in result["infer_tokens_per_s_by_batch"].values())
@@ -89,17 +108,35 @@ def test_numbers_agree_with_each_other(result: dict[str, Any]) -> None:
 
 
 def test_utilization_is_achieved_flops_over_the_matmul_rate(
-        tiny_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fixed measurements in, the utilizations worked out by hand out."""
     monkeypatch.setattr(bench, "matmul_gflops", lambda *a: 2.0)
-    monkeypatch.setattr(bench, "bench_train", lambda s, plan: {
-        "train_sentences_per_s": 100.0, "train_tokens_per_s": 1000.0, "train_step_ms": 5.0,
-        "char_positions_per_token": 2.0, "char_width_mean": 4.0, "char_longest_mean": 4.0})
-    monkeypatch.setattr(bench, "bench_latency", lambda s, plan: {
-        "latency_ms_batch1": {"median": 1.0, "p90": 2.0, "sentences": 5},
-        "tokens_per_s": 500.0})
-    monkeypatch.setattr(bench, "bench_infer", lambda s, bs, reps: {
-        "tokens_per_s": 4000.0, "char_positions_per_token": 3.0})
+    monkeypatch.setattr(
+        bench,
+        "bench_train",
+        lambda s, plan: {
+            "train_sentences_per_s": 100.0,
+            "train_tokens_per_s": 1000.0,
+            "train_step_ms": 5.0,
+            "char_positions_per_token": 2.0,
+            "char_width_mean": 4.0,
+            "char_longest_mean": 4.0,
+        },
+    )
+    monkeypatch.setattr(
+        bench,
+        "bench_latency",
+        lambda s, plan: {
+            "latency_ms_batch1": {"median": 1.0, "p90": 2.0, "sentences": 5},
+            "tokens_per_s": 500.0,
+        },
+    )
+    monkeypatch.setattr(
+        bench,
+        "bench_infer",
+        lambda s, bs, reps: {"tokens_per_s": 4000.0, "char_positions_per_token": 3.0},
+    )
     r = bench.run(Config.load(tiny_config), PLAN, torch.device("cpu"))
     # The tiny corpus's entities are single words: its BIOES tags are O, S-PER, S-LOC, S-ORG.
     # Per token, forward: char CNN 2 positions * 2 * (8 * 8 * 3) = 768 (train), 1152 (infer:
@@ -122,8 +159,9 @@ def test_profile_covers_forward_and_backward_of_every_part(result: dict[str, Any
 
 def test_profile_and_flops_follow_repeat_pooling_and_weight_average(tiny_config: Path) -> None:
     torch.set_num_threads(1)
-    cfg = Config.load(tiny_config, ["model.repeat_pooling=true", "train.ema=0.9",
-                                    'data.context="document"'])
+    cfg = Config.load(
+        tiny_config, ["model.repeat_pooling=true", "train.ema=0.9", 'data.context="document"']
+    )
     out = bench.run(cfg, PLAN, torch.device("cpu"), profile=True)
     assert out["train_step_ms_by_part"]["proj_bwd"] > 0
     plain = model_flops(Config.load(tiny_config).model, 50, 17, 0.0)
@@ -142,9 +180,20 @@ def test_training_batches_are_those_of_epoch_one(tiny_config: Path) -> None:
 
 
 def test_flops_for_a_tiny_bilstm_cnn_crf() -> None:
-    m = ModelConfig(embeddings="random", word_dim=16, casing_dim=4, char_encoder="cnn",
-                    char_dim=8, char_hidden=8, char_kernel=3, cell="lstm", hidden_size=16,
-                    bidirectional=True, layers=1, output="crf")
+    m = ModelConfig(
+        embeddings="random",
+        word_dim=16,
+        casing_dim=4,
+        char_encoder="cnn",
+        char_dim=8,
+        char_hidden=8,
+        char_kernel=3,
+        cell="lstm",
+        hidden_size=16,
+        bidirectional=True,
+        layers=1,
+        output="crf",
+    )
     f = model_flops(m, word_dim=16, num_tags=5, char_positions_per_token=2.0)
     # char CNN: 2 positions * 2 * (8 dims * 8 filters * 3 wide) = 768
     assert f["char"] == 768
@@ -157,8 +206,15 @@ def test_flops_for_a_tiny_bilstm_cnn_crf() -> None:
 
 
 def test_flops_for_stacked_gru_and_softmax_without_chars() -> None:
-    m = ModelConfig(char_encoder="none", casing_dim=0, cell="gru", hidden_size=6,
-                    bidirectional=False, layers=2, output="softmax")
+    m = ModelConfig(
+        char_encoder="none",
+        casing_dim=0,
+        cell="gru",
+        hidden_size=6,
+        bidirectional=False,
+        layers=2,
+        output="softmax",
+    )
     f = model_flops(m, word_dim=10, num_tags=3, char_positions_per_token=7.0)
     assert f["char"] == 0
     # layer 1: 3 * (10*6 + 36) * 2 = 576; layer 2: 3 * (6*6 + 36) * 2 = 432
@@ -185,8 +241,23 @@ def test_command_line_prints_exactly_one_json_object(
     tiny_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bench, "QUICK", PLAN)
-    assert bench.main(["--config", str(tiny_config), "--quick", "--json", "--threads", "1",
-                       "--batch-size", "4", "--device", "cpu"]) == 0
+    assert (
+        bench.main(
+            [
+                "--config",
+                str(tiny_config),
+                "--quick",
+                "--json",
+                "--threads",
+                "1",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     result = json.loads(out)  # fails on any extra output
     assert result["config"]["batch_size"] == 4
@@ -200,8 +271,13 @@ def test_threads_option_overrides_the_config(
     """The config says 2 threads; `--threads 1` wins, as `training.prepare` sets them."""
     corpus = str(write_corpus(tmp_path / "corpus.txt"))
     config = tmp_path / "two.toml"
-    config.write_text(to_toml(tiny_sections(data={"train": corpus, "dev": corpus,
-                                                  "test": corpus}, train={"threads": 2})))
+    config.write_text(
+        to_toml(
+            tiny_sections(
+                data={"train": corpus, "dev": corpus, "test": corpus}, train={"threads": 2}
+            )
+        )
+    )
     monkeypatch.setattr(bench, "QUICK", PLAN)
     before = torch.get_num_threads()
     try:
@@ -217,8 +293,7 @@ def test_table_output_names_the_measurements(
     monkeypatch.setattr(bench, "QUICK", PLAN)
     assert bench.main(["--config", str(tiny_config), "--quick", "--profile"]) == 0
     out = capsys.readouterr().out
-    for word in ("sentences/s", "tokens/s", "latency", "GFLOP/s", "utilization", "RSS",
-                 "rnn_fwd"):
+    for word in ("sentences/s", "tokens/s", "latency", "GFLOP/s", "utilization", "RSS", "rnn_fwd"):
         assert word in out
 
 

@@ -51,9 +51,7 @@ def test_score_text(capsys, score_file):
     lines = out.splitlines()
     assert FIRST_LINE.match(lines[0])
     assert lines[0] == "processed 6 tokens with 3 phrases; found: 3 phrases; correct: 2."
-    assert lines[1] == (
-        "accuracy:  83.33%; precision:  66.67%; recall:  66.67%; FB1:  66.67"
-    )
+    assert lines[1] == ("accuracy:  83.33%; precision:  66.67%; recall:  66.67%; FB1:  66.67")
     assert lines[2:] == [
         "             MISC: precision:   0.00%; recall:   0.00%; FB1:   0.00  0",
         "              ORG: precision: 100.00%; recall: 100.00%; FB1: 100.00  1",
@@ -69,8 +67,12 @@ def test_score_json(capsys, score_file):
     assert d["recall"] == pytest.approx(2 / 3)
     assert d["f1"] == pytest.approx(2 / 3)
     assert d["accuracy"] == pytest.approx(5 / 6)
-    assert d["per_type"]["PER"] == {"precision": 0.5, "recall": 1.0,
-                                    "f1": pytest.approx(2 / 3), "support": 1}
+    assert d["per_type"]["PER"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3),
+        "support": 1,
+    }
     assert d["per_type"]["MISC"]["support"] == 1
 
 
@@ -88,8 +90,12 @@ def test_evaluate_json(capsys, tiny_run, conll_dir):
     assert set(d) == {"entity", "token"}
     assert set(d["entity"]) == {"precision", "recall", "f1", "per_type"}
     assert set(d["token"]) == {"accuracy", "report"}
-    for value in (d["entity"]["precision"], d["entity"]["recall"], d["entity"]["f1"],
-                  d["token"]["accuracy"]):
+    for value in (
+        d["entity"]["precision"],
+        d["entity"]["recall"],
+        d["entity"]["f1"],
+        d["token"]["accuracy"],
+    ):
         assert 0.0 <= value <= 1.0
     assert set(d["entity"]["per_type"]) == LABELS
     assert d["entity"]["per_type"]["PER"]["support"] == 1842  # PER mentions in CoNLL-2003 dev
@@ -112,8 +118,7 @@ def test_evaluate_text_and_output_agrees_with_score(capsys, tiny_run, tmp_path):
     ]
     data.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
     predictions = tmp_path / "pred.txt"
-    code, out, err = run(capsys, ["evaluate", tiny_run, "--data", data,
-                                  "--output", predictions])
+    code, out, err = run(capsys, ["evaluate", tiny_run, "--data", data, "--output", predictions])
     assert (code, err) == (0, "")
     first = out.splitlines()[0]
     m = FIRST_LINE.match(first)
@@ -145,8 +150,9 @@ def test_predict_jsonl(capsys, tiny_run, tmp_path):
 def test_predict_text_format(capsys, tiny_run, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text(RAW_TEXT, encoding="utf-8")
-    code, out, _ = run(capsys, ["predict", tiny_run, "--input", source, "--format", "text",
-                                "--quiet"])
+    code, out, _ = run(
+        capsys, ["predict", tiny_run, "--input", source, "--format", "text", "--quiet"]
+    )
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 2
@@ -159,14 +165,17 @@ def test_predict_text_format(capsys, tiny_run, tmp_path):
 def test_predict_conll_format(capsys, tiny_run, tmp_path):
     source = tmp_path / "in.conll"
     source.write_text("EU\nrejects\nGerman\ncall\n\nPeter\nBlackburn\n", encoding="utf-8")
-    code, out, _ = run(capsys, ["predict", tiny_run, "--input", source, "--format", "conll",
-                                "--quiet"])
+    code, out, _ = run(
+        capsys, ["predict", tiny_run, "--input", source, "--format", "conll", "--quiet"]
+    )
     assert code == 0
     blocks = out.split("\n\n")
     assert blocks[-1] == ""
     rows = [[line.split() for line in b.splitlines()] for b in blocks[:-1]]
     assert [[r[0] for r in block] for block in rows] == [
-        ["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]]
+        ["EU", "rejects", "German", "call"],
+        ["Peter", "Blackburn"],
+    ]
     for block in rows:
         for _, tag in block:
             assert tag == "O" or (tag[:2] in ("B-", "I-") and tag[2:] in LABELS)
@@ -176,8 +185,9 @@ def test_predict_output_file(capsys, tiny_run, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text(RAW_TEXT, encoding="utf-8")
     target = tmp_path / "sub" / "out.jsonl"
-    code, out, err = run(capsys, ["predict", tiny_run, "--input", source, "--output", target,
-                                  "--quiet"])
+    code, out, err = run(
+        capsys, ["predict", tiny_run, "--input", source, "--output", target, "--quiet"]
+    )
     assert (code, out, err) == (0, "", "")
     lines = target.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["line"] for line in lines] == [1, 2]
@@ -186,8 +196,24 @@ def test_predict_output_file(capsys, tiny_run, tmp_path):
 
 def test_train_through_cli_prints_summary(capsys, write_config, tmp_path):
     config = write_config(train={"epochs": 1})
-    code, out, err = run(capsys, ["train", config, "--train", GOOD, "--dev", GOOD, "--test", GOOD,
-                                  "--output", tmp_path / "run", "--quiet", "--seed", "3"])
+    code, out, err = run(
+        capsys,
+        [
+            "train",
+            config,
+            "--train",
+            GOOD,
+            "--dev",
+            GOOD,
+            "--test",
+            GOOD,
+            "--output",
+            tmp_path / "run",
+            "--quiet",
+            "--seed",
+            "3",
+        ],
+    )
     assert (code, err) == (0, "")
     assert out.splitlines()[0].startswith("best epoch 1 of 1 (")
     assert out.splitlines()[0].endswith(f"run directory: {tmp_path / 'run'}")
@@ -199,8 +225,24 @@ def test_train_through_cli_prints_summary(capsys, write_config, tmp_path):
 
 def test_train_epochs_flag(capsys, write_config, tmp_path):
     config = write_config(train={"epochs": 5})
-    code, out, _ = run(capsys, ["train", config, "--train", GOOD, "--dev", GOOD, "--test", GOOD,
-                                "--output", tmp_path / "run", "--quiet", "--epochs", "2"])
+    code, out, _ = run(
+        capsys,
+        [
+            "train",
+            config,
+            "--train",
+            GOOD,
+            "--dev",
+            GOOD,
+            "--test",
+            GOOD,
+            "--output",
+            tmp_path / "run",
+            "--quiet",
+            "--epochs",
+            "2",
+        ],
+    )
     assert code == 0
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
 
@@ -212,8 +254,22 @@ def test_train_paths_with_special_characters(capsys, write_config, tmp_path, nam
     data = folder / "small.txt"
     data.write_bytes(GOOD.read_bytes())
     config = write_config(train={"epochs": 1})
-    code, _, err = run(capsys, ["train", config, "--train", data, "--dev", data, "--test", data,
-                                "--output", tmp_path / "run", "--quiet"])
+    code, _, err = run(
+        capsys,
+        [
+            "train",
+            config,
+            "--train",
+            data,
+            "--dev",
+            data,
+            "--test",
+            data,
+            "--output",
+            tmp_path / "run",
+            "--quiet",
+        ],
+    )
     assert (code, err) == (0, "")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["data"]["train"] == str(data)

@@ -21,13 +21,15 @@ def train(capsys, *argv) -> tuple[int, str, str]:
 
 def log(run: Path) -> list[dict]:
     """The log without its timings, which differ between runs."""
-    return [{k: v for k, v in json.loads(line).items()
-             if "second" not in k and "_per_s" not in k}
-            for line in (run / "log.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if "second" not in k and "_per_s" not in k}
+        for line in (run / "log.jsonl").read_text().splitlines()
+    ]
 
 
-def test_more_epochs_on_a_finished_run_continue_it_as_if_never_stopped(capsys, write_config,
-                                                                        tmp_path):
+def test_more_epochs_on_a_finished_run_continue_it_as_if_never_stopped(
+    capsys, write_config, tmp_path
+):
     config = write_config(train={"epochs": 3})
     assert train(capsys, config, *DATA, "--output", tmp_path / "full")[0] == 0
     assert train(capsys, config, *DATA, "--output", tmp_path / "cut", "--epochs", "2")[0] == 0
@@ -40,7 +42,8 @@ def test_more_epochs_on_a_finished_run_continue_it_as_if_never_stopped(capsys, w
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert {k: v for k, v in cut.items() if k != "train_seconds"} == {
-        k: v for k, v in full.items() if k != "train_seconds"}
+        k: v for k, v in full.items() if k != "train_seconds"
+    }
     assert json.loads((tmp_path / "cut" / "config.json").read_text())["train"]["epochs"] == 3
 
 
@@ -58,14 +61,16 @@ def test_more_patience_resumes_a_run_that_stopped_early(capsys, write_config, tm
     assert [r["epoch"] for r in log(run)] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("argv, key", [
-    (["--set", "train.lr=0.5"], "train.lr"),
-    (["--set", "model.hidden_size=8"], "model.hidden_size"),
-    (["--seed", "3"], "train.seed"),
-    (["--train", GOOD], "data.train"),
-])
-def test_other_changes_on_resume_are_refused_in_one_line(capsys, write_config, tmp_path, argv,
-                                                         key):
+@pytest.mark.parametrize(
+    "argv, key",
+    [
+        (["--set", "train.lr=0.5"], "train.lr"),
+        (["--set", "model.hidden_size=8"], "model.hidden_size"),
+        (["--seed", "3"], "train.seed"),
+        (["--train", GOOD], "data.train"),
+    ],
+)
+def test_other_changes_on_resume_are_refused_in_one_line(capsys, write_config, tmp_path, argv, key):
     config = write_config(train={"epochs": 1})
     run = tmp_path / "run"
     assert train(capsys, config, *DATA, "--output", run)[0] == 0
@@ -73,8 +78,10 @@ def test_other_changes_on_resume_are_refused_in_one_line(capsys, write_config, t
 
     code, out, err = train(capsys, "--resume", run, *argv)
     assert (code, out) == (2, "")
-    assert err == (f"config {key}: cannot change when resuming a run (--resume takes only "
-                   "train.epochs and train.patience)\n")
+    assert err == (
+        f"config {key}: cannot change when resuming a run (--resume takes only "
+        "train.epochs and train.patience)\n"
+    )
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
@@ -84,7 +91,9 @@ def test_a_config_file_or_output_with_resume_is_refused(capsys, write_config, tm
     assert train(capsys, config, *DATA, "--output", run)[0] == 0
     code, _, err = train(capsys, config, "--resume", run)
     assert code == 2
-    assert err == ("config --resume: CONFIG.toml cannot be given with --resume RUN_DIR (the run "
-                   "directory holds its config and is the output)\n")
+    assert err == (
+        "config --resume: CONFIG.toml cannot be given with --resume RUN_DIR (the run "
+        "directory holds its config and is the output)\n"
+    )
     code, _, err = train(capsys, "--resume", run, "--output", tmp_path / "elsewhere")
     assert code == 2 and err.startswith("config --resume: --output cannot be given")

@@ -10,12 +10,15 @@ from rnner import cli
 
 
 def test_help_lists_every_command_without_importing_them():
-    code = ("import sys\nfrom rnner.cli import main\ntry:\n    main(['--help'])\n"
-            "except SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'rnner.tune', 'rnner.report', 'rnner.bench',"
-            " 'rnner.training', 'optuna') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys\nfrom rnner.cli import main\ntry:\n    main(['--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'rnner.tune', 'rnner.report', 'rnner.bench',"
+        " 'rnner.training', 'optuna') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     for name in cli.COMMANDS:
         assert f"    {name} " in out or f"    {name}\n" in out, name
     assert out.splitlines()[-1] == "[]"
@@ -29,6 +32,5 @@ def test_each_row_builds_its_command_with_the_same_help_and_a_cmd_function(name)
     assert helps[name] == cli.COMMANDS[name][0]
     command = sub.choices[name]
     if name == "data":  # a group: its own subcommands carry the function
-        command = next(a for a in command._actions if a.dest == "data_command").choices[
-            "download"]
+        command = next(a for a in command._actions if a.dest == "data_command").choices["download"]
     assert command.get_default("func").__name__ == f"cmd_{name}"

@@ -36,8 +36,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(Quiet, directory=str(root)))
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -50,9 +51,24 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def _download(url: str, dest: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    return subprocess.run([sys.executable, "-m", "rnner.cli", "data", "download", "conll2003",
-                           "--url", url, "--dest", str(dest)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnner.cli",
+            "data",
+            "download",
+            "conll2003",
+            "--url",
+            url,
+            "--dest",
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_data_download_accepts_the_corpus_and_refuses_a_changed_file(served, tmp_path):
@@ -133,7 +149,9 @@ def test_report_command_writes_the_table_csv_and_plots_of_a_sweep(tmp_path, caps
     assert (captured.out, captured.err) == (f"wrote {elsewhere / 'report.md'}\n", "")
     rows = list(csv.DictReader((elsewhere / "trials.csv").open(encoding="utf-8")))
     assert [(r["trial"], r["state"], r["seed"]) for r in rows] == [
-        ("0", "COMPLETE", "1"), ("1", "COMPLETE", "1")]
+        ("0", "COMPLETE", "1"),
+        ("1", "COMPLETE", "1"),
+    ]
     lrs = [float(r["train.lr"]) for r in rows]
     assert all(0.01 <= lr <= 0.5 for lr in lrs) and lrs[0] != lrs[1]
     md = (elsewhere / "report.md").read_text(encoding="utf-8")

@@ -65,9 +65,17 @@ def test_shipped_config_loads():
 
 
 # docs/results.md measured the accurate config as the default with these overrides.
-ACCURATE = ['model.char_encoder="lstm"', 'train.schedule="plateau"', 'data.context="document"',
-            "data.max_context_tokens=2000", "train.batch_size=8", "model.repeat_pooling=true",
-            'model.repeat_key="lowercase"', "model.pool_layers=1", "model.pretrained_dropout=0.3"]
+ACCURATE = [
+    'model.char_encoder="lstm"',
+    'train.schedule="plateau"',
+    'data.context="document"',
+    "data.max_context_tokens=2000",
+    "train.batch_size=8",
+    "model.repeat_pooling=true",
+    'model.repeat_key="lowercase"',
+    "model.pool_layers=1",
+    "model.pretrained_dropout=0.3",
+]
 
 
 def test_accurate_config_is_the_default_with_the_measured_overrides():
@@ -117,12 +125,16 @@ def test_parse_value():
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ("model.hidden_size", "config model.hidden_size: an override must look like "
-                              "section.key=value"),
+        (
+            "model.hidden_size",
+            "config model.hidden_size: an override must look like section.key=value",
+        ),
         ("hidden_size=3", "config hidden_size: an override key must look like section.key"),
         ("a.b.c=3", "config a.b.c: an override key must look like section.key"),
-        ("modle.hidden_size=3", "config modle.hidden_size: unknown section; known sections: "
-                                "data, model, train"),
+        (
+            "modle.hidden_size=3",
+            "config modle.hidden_size: unknown section; known sections: data, model, train",
+        ),
     ],
 )
 def test_malformed_overrides(item, message):
@@ -136,9 +148,7 @@ def test_unknown_key_names_the_known_keys():
     assert e.key == "model.hiden_size"
     known = sorted(f.name for f in dataclasses.fields(ModelConfig))
     assert "hidden_size" in known and "char_encoder" in known
-    assert str(e) == (
-        f"config model.hiden_size: unknown key; known keys here: {', '.join(known)}"
-    )
+    assert str(e) == (f"config model.hiden_size: unknown key; known keys here: {', '.join(known)}")
 
 
 def test_unknown_section_names_the_sections():
@@ -196,13 +206,20 @@ def test_range_bounds_are_inclusive():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"model": {"cell": "transformer"}},
-         "config model.cell: 'transformer' is not one of rnn, gru, lstm"),
+        (
+            {"model": {"cell": "transformer"}},
+            "config model.cell: 'transformer' is not one of rnn, gru, lstm",
+        ),
         ({"model": {"output": "CRF"}}, "config model.output: 'CRF' is not one of crf, softmax"),
-        ({"model": {"char_encoder": "rnn"}},
-         "config model.char_encoder: 'rnn' is not one of none, cnn, lstm"),
-        ({"train": {"optimizer": "lbfgs"}},
-         "config train.optimizer: 'lbfgs' is not one of sgd, adam, adamw, nadam, rmsprop, adagrad"),
+        (
+            {"model": {"char_encoder": "rnn"}},
+            "config model.char_encoder: 'rnn' is not one of none, cnn, lstm",
+        ),
+        (
+            {"train": {"optimizer": "lbfgs"}},
+            "config train.optimizer: 'lbfgs' is not one of "
+            "sgd, adam, adamw, nadam, rmsprop, adagrad",
+        ),
     ],
 )
 def test_bad_choice(raw, message):
@@ -224,7 +241,8 @@ def test_pooling_options_need_repeat_pooling():
         cfg = Config.from_dict({"model": {key: value, "repeat_pooling": True}})
         assert getattr(cfg.model, key) == value
     assert str(error({"model": {"repeat_pooling": True, "repeat_key": "case"}})) == (
-        "config model.repeat_key: 'case' is not one of spelling, lowercase")
+        "config model.repeat_key: 'case' is not one of spelling, lowercase"
+    )
 
 
 def test_pretrained_dropout_needs_pretrained_embeddings():
@@ -235,18 +253,22 @@ def test_pretrained_dropout_needs_pretrained_embeddings():
 
 def test_language_model_keys_are_checked():
     assert str(error({"model": {"lm_weight": -0.1}})) == (
-        "config model.lm_weight: -0.1 is out of range [0.0, inf]")
+        "config model.lm_weight: -0.1 is out of range [0.0, inf]"
+    )
     assert str(error({"model": {"lm_vocab": 0}})) == (
-        "config model.lm_vocab: 0 is out of range [1, inf]")
+        "config model.lm_vocab: 0 is out of range [1, inf]"
+    )
     assert Config.from_dict({"model": {"lm_weight": 0.1}}).model.lm_vocab == 7500
 
 
 def test_round_trip_through_dict_and_json(tmp_path):
-    cfg = Config.from_dict({
-        "data": {"scheme": "IOB1", "max_sentences": 5, "lowercase": False},
-        "model": {"cell": "gru", "char_encoder": "lstm", "dropout": 0.1, "casing_dim": 3},
-        "train": {"optimizer": "adamw", "lr": 0.003, "schedule": "cosine", "seed": 7},
-    })
+    cfg = Config.from_dict(
+        {
+            "data": {"scheme": "IOB1", "max_sentences": 5, "lowercase": False},
+            "model": {"cell": "gru", "char_encoder": "lstm", "dropout": 0.1, "casing_dim": 3},
+            "train": {"optimizer": "adamw", "lr": 0.003, "schedule": "cosine", "seed": 7},
+        }
+    )
     d = cfg.to_dict()
     assert set(d) == {"data", "model", "train"}
     assert d["model"]["cell"] == "gru"

@@ -36,8 +36,9 @@ def brute_marginals(crf: CRF, em: torch.Tensor, length: int) -> torch.Tensor:
     return out
 
 
-def random_crf(seed: int, k: int, lengths: list[int], allowed: list | None, starts: list[int],
-               ends: list[int]) -> tuple[CRF, torch.Tensor, torch.Tensor]:
+def random_crf(
+    seed: int, k: int, lengths: list[int], allowed: list | None, starts: list[int], ends: list[int]
+) -> tuple[CRF, torch.Tensor, torch.Tensor]:
     """A CRF with random scores (constrained when `allowed` is given), emissions and mask."""
     torch.manual_seed(seed)
     crf = CRF(k, allowed, starts if allowed else None, ends if allowed else None)
@@ -86,8 +87,9 @@ def test_nll_falls_with_training_and_gold_path_wins():
 @pytest.mark.parametrize("constrained", [False, True])
 def test_marginals_match_enumeration(constrained):
     k, lengths = 3, [4, 1, 2]
-    allowed = [(i, j) for i in range(k) for j in range(k) if (i, j) != (0, 2)] if constrained \
-        else None
+    allowed = (
+        [(i, j) for i in range(k) for j in range(k) if (i, j) != (0, 2)] if constrained else None
+    )
     crf, em, mask = random_crf(1, k, lengths, allowed, [0, 1], [1, 2])
     with torch.inference_mode():
         marg = crf.marginals(em, mask)
@@ -166,11 +168,13 @@ def test_noisy_channel_nll_matches_enumeration_and_full_trust_is_the_plain_nll()
     padded = torch.where(mask, 1.0, 0.5)
     assert crf.nll(em, tags, mask, padded).item() == pytest.approx(plain.item())
     assert crf.nll(em, tags, mask, torch.where(mask, trust, 0.5)).item() == pytest.approx(
-        nll.item())
+        nll.item()
+    )
 
 
-@pytest.mark.parametrize("p_tag, ratio", [(0.5, 0.948), (0.1, 0.784), (0.01, 0.267),
-                                          (0.001, 0.035)])
+@pytest.mark.parametrize(
+    "p_tag, ratio", [(0.5, 0.948), (0.1, 0.784), (0.01, 0.267), (0.001, 0.035)]
+)
 def test_a_doubted_tag_pulls_less_the_surer_the_model_is_of_another(p_tag, ratio):
     """docs/results.md quotes these: one token over 17 tags, trust 0.7, the gradient on the
     observed tag's score through the channel against plain cross-entropy's."""

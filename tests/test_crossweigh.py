@@ -66,13 +66,16 @@ def test_trust_text_lists_flagged_sentences_by_line():
 
 
 def test_crossweigh_command_writes_a_trust_file_training_reads(conll_dir, tmp_path, capsys):
-    sections = tiny_sections(data={"data_dir": str(conll_dir.parent), "max_sentences": 60},
-                             train={"epochs": 1})
+    sections = tiny_sections(
+        data={"data_dir": str(conll_dir.parent), "max_sentences": 60}, train={"epochs": 1}
+    )
     config = tmp_path / "tiny.toml"
     config.write_text(to_toml(sections), encoding="utf-8")
     out = tmp_path / "cw"
-    assert main(["crossweigh", str(config), "--folds", "2", "--workers", "1",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["crossweigh", str(config), "--folds", "2", "--workers", "1", "--output", str(out)])
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sentences"] == 60
     assert [m["held_out_sentences"] for m in summary["fold_models"]] != [0, 0]
@@ -84,14 +87,19 @@ def test_crossweigh_command_writes_a_trust_file_training_reads(conll_dir, tmp_pa
     printed = capsys.readouterr().out
     assert f"Flagged: {flagged} of 60 training sentences" in printed
     assert printed.count("| ") > 2 and (out / "summary.md").read_text() in printed
-    corpus = load_corpus(Config.from_dict(
-        {**sections, "data": {**sections["data"], "train_trust": str(out / "trust.tsv")}}))
+    corpus = load_corpus(
+        Config.from_dict(
+            {**sections, "data": {**sections["data"], "train_trust": str(out / "trust.tsv")}}
+        )
+    )
     assert corpus.trust is not None
     assert sum(t == pytest.approx(0.7) for t in corpus.trust) == flagged
     # A rerun reuses the trained fold models.
     mtime = (out / "split1" / "fold1" / "run" / "model.safetensors").stat().st_mtime
-    assert main(["crossweigh", str(config), "--folds", "2", "--workers", "1",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["crossweigh", str(config), "--folds", "2", "--workers", "1", "--output", str(out)])
+        == 0
+    )
     assert (out / "split1" / "fold1" / "run" / "model.safetensors").stat().st_mtime == mtime
 
     assert main(["crossweigh", str(config), "--folds", "1", "--output", str(out)]) == 2

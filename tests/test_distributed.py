@@ -20,8 +20,9 @@ from safetensors.torch import load_file
 from rnner.cli import main
 from rnner.distributed import Group
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
-                                reason="torch built without torch.distributed")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch built without torch.distributed"
+)
 
 TAGS = ["B-PER", "E-PER", "S-LOC", "S-ORG", "O", "O", "O"]
 
@@ -43,7 +44,8 @@ def corpus(path: Path, sentences: int, seed: int = 0) -> Path:
 def config(tmp_path: Path, data: Path, **train: object) -> Path:
     sections = tiny_sections(
         data={"train": str(data), "dev": str(data), "test": str(data)},
-        train={"optimizer": "sgd", "lr": 0.2, "momentum": 0.0, **train})
+        train={"optimizer": "sgd", "lr": 0.2, "momentum": 0.0, **train},
+    )
     path = tmp_path / "ddp.toml"
     path.write_text(to_toml(sections), encoding="utf-8")
     return path
@@ -70,14 +72,26 @@ def test_one_step_on_two_ranks_is_one_step_on_the_union_of_their_batches(tmp_pat
     rank 1's 2 sentences like rank 0's 3, and the weights would differ."""
     data = corpus(tmp_path / "five.txt", 5)
     cfg = config(tmp_path, data, batch_size=3, epochs=1)
-    assert main(["train", str(cfg), "--nproc", "2", "--output", str(tmp_path / "ddp"),
-                 "--quiet"]) == 0
-    assert main(["train", str(cfg), "--set", "train.batch_size=6",
-                 "--output", str(tmp_path / "one"), "--quiet"]) == 0
+    assert (
+        main(["train", str(cfg), "--nproc", "2", "--output", str(tmp_path / "ddp"), "--quiet"]) == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "--set",
+                "train.batch_size=6",
+                "--output",
+                str(tmp_path / "one"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ddp, one = weights(tmp_path / "ddp"), weights(tmp_path / "one")
     init = tmp_path / "init"
-    assert main(["train", str(cfg), "--set", "train.lr=0.0", "--output", str(init),
-                 "--quiet"]) == 0
+    assert main(["train", str(cfg), "--set", "train.lr=0.0", "--output", str(init), "--quiet"]) == 0
     moved = max((one[k] - weights(init)[k]).abs().max().item() for k in one)
     assert moved > 1e-3  # the step did change the weights
     assert ddp.keys() == one.keys()
@@ -89,9 +103,24 @@ def test_one_step_on_two_ranks_is_one_step_on_the_union_of_their_batches(tmp_pat
     # The same job launched by torchrun (as across machines) trains the same model.
     torchrun = Path(sys.executable).with_name("torchrun")
     if torchrun.is_file():
-        subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m",
-                        "rnner.cli", "train", str(cfg), "--output", str(tmp_path / "torchrun"),
-                        "--quiet"], check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                str(torchrun),
+                "--standalone",
+                "--nproc-per-node",
+                "2",
+                "-m",
+                "rnner.cli",
+                "train",
+                str(cfg),
+                "--output",
+                str(tmp_path / "torchrun"),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         run = weights(tmp_path / "torchrun")
         for k in one:
             torch.testing.assert_close(run[k], ddp[k], rtol=0, atol=0, msg=k)
@@ -99,8 +128,10 @@ def test_one_step_on_two_ranks_is_one_step_on_the_union_of_their_batches(tmp_pat
 
 def _log(run: Path) -> list[dict]:
     keep = ("epoch", "train_loss", "dev_f1", "lr", "best")
-    return [{k: r[k] for k in keep} for r in map(json.loads, (run / "log.jsonl")
-                                                   .read_text().splitlines())]
+    return [
+        {k: r[k] for k in keep}
+        for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+    ]
 
 
 def _rank(pid: int) -> int:
@@ -109,10 +140,26 @@ def _rank(pid: int) -> int:
 
 
 def _start(cfg: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "rnner.cli", "train", str(cfg),
-                             "--nproc", "2", "--output", str(out), "--quiet", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rnner.cli",
+            "train",
+            str(cfg),
+            "--nproc",
+            "2",
+            "--output",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
 
 
 def _communicate(proc: subprocess.Popen, seconds: float) -> str:
@@ -171,8 +218,9 @@ def test_a_rank_that_dies_stops_the_job_with_its_name(tmp_path):
     err = _communicate(proc, 60)
     wait_gone(list(ranks.values()), 30)
     assert proc.returncode == 1
-    assert err.strip().splitlines()[-1] == ("rnner train: rank 1 of 2 was killed by signal 9; "
-                                            "stopped the other ranks")
+    assert err.strip().splitlines()[-1] == (
+        "rnner train: rank 1 of 2 was killed by signal 9; stopped the other ranks"
+    )
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
@@ -195,8 +243,10 @@ def test_a_rank_that_stops_answering_times_out_instead_of_hanging(tmp_path):
     assert proc.returncode == 1
     assert time.monotonic() - started < 60
     lines = err.strip().splitlines()
-    assert any(line.startswith("rnner train: rank 0: another rank of the job stopped answering")
-               for line in lines), err
+    assert any(
+        line.startswith("rnner train: rank 0: another rank of the job stopped answering")
+        for line in lines
+    ), err
     assert lines[-1] == "rnner train: rank 0 of 2 exited with status 1; stopped the other ranks"
 
 

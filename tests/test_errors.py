@@ -12,16 +12,31 @@ from rnner.metrics import ScoreInputError
 from rnner.predict import RunDirError
 
 
-@pytest.mark.parametrize("cls", [InputError, ConfigError, DataError, DataNotFoundError,
-                                 ChecksumError, DownloadError, RunDirError, ScoreInputError])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        InputError,
+        ConfigError,
+        DataError,
+        DataNotFoundError,
+        ChecksumError,
+        DownloadError,
+        RunDirError,
+        ScoreInputError,
+    ],
+)
 def test_every_user_error_is_an_rnner_error(cls):
     assert issubclass(cls, errors.RnnerError)
 
 
 def test_old_locations_name_the_same_classes():
     assert (InputError, ConfigError, DataError, RunDirError, ScoreInputError) == (
-        errors.InputError, errors.ConfigError, errors.DataError, errors.RunDirError,
-        errors.ScoreInputError)
+        errors.InputError,
+        errors.ConfigError,
+        errors.DataError,
+        errors.RunDirError,
+        errors.ScoreInputError,
+    )
 
 
 def test_value_error_callers_still_catch_config_run_dir_and_score_errors():
@@ -33,7 +48,8 @@ def test_score_input_error_reads_path_line_and_survives_pickling():
     e = ScoreInputError("gold.txt", 3, "expected at least 2 columns")
     assert str(e) == "gold.txt:3: expected at least 2 columns"
     assert str(ScoreInputError("gold.txt", None, "no sentences found")) == (
-        "gold.txt: no sentences found")
+        "gold.txt: no sentences found"
+    )
     back = pickle.loads(pickle.dumps(e))
     assert (type(back), str(back), back.line) == (ScoreInputError, str(e), 3)
 

@@ -19,11 +19,19 @@ from rnner.training import Interrupted, fit
 
 def _fake(seed: int, dev: float, test: float) -> dict:
     def split(f1: float) -> dict:
-        return {"entity": {"f1": f1, "per_type": {"PER": {"f1": f1 + 0.01},
-                                                  "LOC": {"f1": f1 - 0.01}}}}
+        return {
+            "entity": {"f1": f1, "per_type": {"PER": {"f1": f1 + 0.01}, "LOC": {"f1": f1 - 0.01}}}
+        }
 
-    return {"seed": seed, "output": f"runs/x/seed{seed}", "wall_seconds": 10.0 * seed,
-            "best_epoch": seed, "device": "cpu", "dev": split(dev), "test": split(test)}
+    return {
+        "seed": seed,
+        "output": f"runs/x/seed{seed}",
+        "wall_seconds": 10.0 * seed,
+        "best_epoch": seed,
+        "device": "cpu",
+        "dev": split(dev),
+        "test": split(test),
+    }
 
 
 def test_summary_is_mean_and_sample_std_and_keeps_the_best_dev_run():
@@ -46,28 +54,44 @@ def test_experiment_command_runs_each_seed_once(conll_dir, write_config, tmp_pat
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [1, 2] and summary["n"] == 2
-    assert [json.loads((out / f"seed{s}" / "config.json").read_text())["train"]["seed"]
-            for s in (1, 2)] == [1, 2]
+    assert [
+        json.loads((out / f"seed{s}" / "config.json").read_text())["train"]["seed"] for s in (1, 2)
+    ] == [1, 2]
     stamp = (out / "seed1" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0  # finished seeds are not trained again
     assert (out / "seed1" / "metrics.json").stat().st_mtime_ns == stamp
     assert "| test |" in capsys.readouterr().out
 
 
-def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_path,
-                                                  monkeypatch):
+def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_path, monkeypatch):
     # Sharing the cores out among workers must not override an explicit train.threads: two
     # 2-thread runs on 2 cores crawled at a tenth of their speed.
     monkeypatch.setattr("rnner.multirun.pool.cpu_count", lambda: 8)
     config = write_config(data={"max_sentences": 40}, train={"epochs": 1})
     out = tmp_path / "exp"
-    assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
-                 "--set", "train.threads=1", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                str(config),
+                "--seeds",
+                "1",
+                "--workers",
+                "1",
+                "--set",
+                "train.threads=1",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "seed1" / "config.json").read_text())["train"]["threads"] == 1
 
 
 def _interrupted_seed(config, run_dir):
     """Train seed 1 as the experiment would, stopped by SIGINT early in epoch 2."""
+
     def stop(record: dict) -> None:
         if record["epoch"] == 1:
             os.kill(os.getpid(), signal.SIGINT)
@@ -79,13 +103,29 @@ def _interrupted_seed(config, run_dir):
 
 
 def test_rerun_resumes_an_interrupted_seed_to_the_uninterrupted_result(
-        conll_dir, write_config, tmp_path):
+    conll_dir, write_config, tmp_path
+):
     config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
     out = tmp_path / "exp"
     cfg = _interrupted_seed(config, out / "seed1")
     fit(cfg, tmp_path / "whole", progress=False)
-    assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
-                 "--set", "train.threads=1", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                str(config),
+                "--seeds",
+                "1",
+                "--workers",
+                "1",
+                "--set",
+                "train.threads=1",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     log = [json.loads(line) for line in (out / "seed1" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]  # epoch 1 was not trained again
 
@@ -97,27 +137,61 @@ def test_rerun_resumes_an_interrupted_seed_to_the_uninterrupted_result(
     assert metrics(out / "seed1") == metrics(tmp_path / "whole")
 
 
-def test_an_unfinished_seed_of_another_config_is_not_resumed(conll_dir, write_config, tmp_path,
-                                                            capsys):
+def test_an_unfinished_seed_of_another_config_is_not_resumed(
+    conll_dir, write_config, tmp_path, capsys
+):
     config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
     out = tmp_path / "exp"
     _interrupted_seed(config, out / "seed1")
-    assert main(["experiment", str(config), "--seeds", "1", "--workers", "1",
-                 "--set", "train.threads=1", "--set", "train.lr=0.5", "--output",
-                 str(out)]) == 2
+    assert (
+        main(
+            [
+                "experiment",
+                str(config),
+                "--seeds",
+                "1",
+                "--workers",
+                "1",
+                "--set",
+                "train.threads=1",
+                "--set",
+                "train.lr=0.5",
+                "--output",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "holds an unfinished run of another config" in err and "seed1" in err
 
 
 def _experiment_argv(config, out, seeds: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "rnner.cli", "experiment", str(config), "--seeds", str(seeds),
-            "--workers", str(workers), "--set", "train.threads=1", "--output", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "rnner.cli",
+        "experiment",
+        str(config),
+        "--seeds",
+        str(seeds),
+        "--workers",
+        str(workers),
+        "--set",
+        "train.threads=1",
+        "--output",
+        str(out),
+    ]
 
 
 def _experiment_training(config, out, seeds: int, workers: int):
     """`rnner experiment` started, returned with its workers once each is training a seed."""
-    parent = subprocess.Popen(_experiment_argv(config, out, seeds, workers),
-                              stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    parent = subprocess.Popen(
+        _experiment_argv(config, out, seeds, workers),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     deadline = time.monotonic() + 180
     while not all((out / f"seed{s}" / "log.jsonl").exists() for s in range(1, workers + 1)):
         if time.monotonic() > deadline or parent.poll() is not None:
@@ -129,13 +203,16 @@ def _experiment_training(config, out, seeds: int, workers: int):
 
 def _rerun_finishes(config, out, seeds: int, workers: int, epochs: int) -> None:
     """The same command again: every seed ends, each epoch trained once."""
-    done = subprocess.run(_experiment_argv(config, out, seeds, workers), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        _experiment_argv(config, out, seeds, workers), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "summary.json").read_text())["n"] == seeds
     for s in range(1, seeds + 1):
-        log = [json.loads(line)["epoch"]
-               for line in (out / f"seed{s}" / "log.jsonl").read_text().splitlines()]
+        log = [
+            json.loads(line)["epoch"]
+            for line in (out / f"seed{s}" / "log.jsonl").read_text().splitlines()
+        ]
         assert log == list(range(1, epochs + 1))
 
 
@@ -145,8 +222,9 @@ ENDLESS = {"data": {"max_sentences": 60}, "train": {"epochs": 25, "patience": 0}
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
-def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, write_config,
-                                                                    tmp_path):
+def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(
+    conll_dir, write_config, tmp_path
+):
     config = write_config(**ENDLESS)
     out = tmp_path / "exp"
     parent, workers = _experiment_training(config, out, seeds=1, workers=1)
@@ -161,7 +239,8 @@ def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(conll_dir, w
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
-        conll_dir, write_config, tmp_path):
+    conll_dir, write_config, tmp_path
+):
     """`kill -INT` reaches the experiment process only (Ctrl-C signals the whole group): it
     must still stop its seeds, not wait for them to finish."""
     config = write_config(**ENDLESS)

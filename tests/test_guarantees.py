@@ -33,14 +33,20 @@ from safetensors.numpy import load_file
 SRC = Path(__file__).parents[1] / "src" / "rnner"
 # 3 epochs of 50 batches (about a second each on one thread): the signal, sent once epoch 1
 # is logged, always lands in a later epoch; where exactly does not matter to the checks.
-SECTIONS = tiny_sections(data={"data_dir": str(DATA_ROOT), "max_sentences": 200},
-                         train={"epochs": 3, "batch_size": 4, "seed": 5})
+SECTIONS = tiny_sections(
+    data={"data_dir": str(DATA_ROOT), "max_sentences": 200},
+    train={"epochs": 3, "batch_size": 4, "seed": 5},
+)
 TIMING = ("train_seconds", "elapsed_seconds", "sentences_per_s", "tokens_per_s")
 
 
 def rnner(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rnner.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rnner.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def metrics(run: Path) -> dict:
@@ -90,11 +96,15 @@ def test_same_seed_in_two_processes_gives_identical_metrics_log_and_weights(whol
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_training_checkpoints_and_resume_matches_the_uninterrupted_run(
-        config, whole, sig):
+    config, whole, sig
+):
     run = config.parent / f"cut-{sig.name}"
-    child = subprocess.Popen([sys.executable, "-m", "rnner.cli", "train", str(config),
-                              "--output", str(run), "--quiet"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rnner.cli", "train", str(config), "--output", str(run), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: (run / "log.jsonl").is_file(), child, 180, "epoch 1 logged")
         child.send_signal(sig)
@@ -133,16 +143,25 @@ def _direct_writes(text: str, name: str) -> list[str]:
             continue
         func = node.func
         attr = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(
-            func.value, ast.Name) else ""
-        if (attr in DIRECT_WRITES and owner != "files"
-                and (attr != "dump" or owner in ("json", "pickle"))):
+        owner = (
+            func.value.id
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            else ""
+        )
+        if (
+            attr in DIRECT_WRITES
+            and owner != "files"
+            and (attr != "dump" or owner in ("json", "pickle"))
+        ):
             found.append(f"{name}:{node.lineno}: {attr}")
         if attr == "open":  # open(path, mode), path.open(mode), gzip.open(path, mode)
             first = 0 if isinstance(func, ast.Attribute) else 1  # path.open(mode)
             args = [a.value for a in node.args[first:2] if isinstance(a, ast.Constant)]
-            args += [k.value.value for k in node.keywords
-                     if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+            args += [
+                k.value.value
+                for k in node.keywords
+                if k.arg == "mode" and isinstance(k.value, ast.Constant)
+            ]
             modes = [m for m in args if isinstance(m, str) and MODE.fullmatch(m)]
             if any(set(m) & set("wax") for m in modes):
                 found.append(f"{name}:{node.lineno}: open({modes[0]!r})")
@@ -151,13 +170,20 @@ def _direct_writes(text: str, name: str) -> list[str]:
 
 def test_the_scan_finds_a_direct_write():
     """The scan below is only worth its silence if it sees the usual ways of writing."""
-    text = ("import json\nfrom pathlib import Path\n"
-            "Path('a').write_text('x')\nopen('b', 'w')\nPath('c').open(mode='a')\n"
-            "json.dump({}, f)\nfig.savefig('d.png')\nfiles.write_text(Path('e'), 'ok')\n"
-            "open('f')\nPath('g').open('rb')\nyaml.dump(x)\ngzip.open('h', 'wt')\n")
+    text = (
+        "import json\nfrom pathlib import Path\n"
+        "Path('a').write_text('x')\nopen('b', 'w')\nPath('c').open(mode='a')\n"
+        "json.dump({}, f)\nfig.savefig('d.png')\nfiles.write_text(Path('e'), 'ok')\n"
+        "open('f')\nPath('g').open('rb')\nyaml.dump(x)\ngzip.open('h', 'wt')\n"
+    )
     assert _direct_writes(text, "probe.py") == [
-        "probe.py:3: write_text", "probe.py:4: open('w')", "probe.py:5: open('a')",
-        "probe.py:6: dump", "probe.py:7: savefig", "probe.py:12: open('wt')"]
+        "probe.py:3: write_text",
+        "probe.py:4: open('w')",
+        "probe.py:5: open('a')",
+        "probe.py:6: dump",
+        "probe.py:7: savefig",
+        "probe.py:12: open('wt')",
+    ]
 
 
 # Writes that are atomic by other means, each checked by hand: (file, call) -> why.
@@ -166,7 +192,7 @@ ATOMIC_BY_DESIGN = {
     ("resume.py", "open('w')"): "OUTPUT.partial, the temporary name, renamed when complete",
     ("resume.py", "open('a')"): "OUTPUT.partial again, continued by predict --resume",
     ("stream.py", "open('w')"): "an output that is no regular file (/dev/null, a pipe), which "
-                                "a rename would replace",
+    "a rename would replace",
 }
 
 
@@ -174,15 +200,16 @@ def test_no_module_writes_a_file_except_through_rnner_files():
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
         if path.name != "files.py":
-            offenders += _direct_writes(path.read_text(encoding="utf-8"),
-                                        str(path.relative_to(SRC)))
-    unexplained = [o for o in offenders
-                   if (o.split(":")[0], o.split(": ", 1)[1]) not in ATOMIC_BY_DESIGN]
+            offenders += _direct_writes(
+                path.read_text(encoding="utf-8"), str(path.relative_to(SRC))
+            )
+    unexplained = [
+        o for o in offenders if (o.split(":")[0], o.split(": ", 1)[1]) not in ATOMIC_BY_DESIGN
+    ]
     assert unexplained == []
 
 
-@pytest.mark.parametrize("script", ["benchmarks/study_summary.py",
-                                    "benchmarks/study_full_page.py"])
+@pytest.mark.parametrize("script", ["benchmarks/study_summary.py", "benchmarks/study_full_page.py"])
 def test_the_study_pages_write_only_through_rnner_files(script):
     """The pages and their PNGs go through files.write_text and report.save_figure."""
     path = SRC.parents[1] / script

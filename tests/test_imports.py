@@ -34,8 +34,10 @@ def import_graph() -> dict[str, set[str]]:
                 else:
                     stem = node.module or ""
                 # `from . import x` imports the submodule x when there is one
-                targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in modules else stem
-                           for a in node.names]
+                targets = [
+                    f"{stem}.{a.name}" if f"{stem}.{a.name}" in modules else stem
+                    for a in node.names
+                ]
             for t in targets:
                 while t and t not in modules:  # rnner.training.setup.x -> the module holding x
                     t = t.rpartition(".")[0]
@@ -53,7 +55,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                return path[path.index(n):] + [n]
+                return path[path.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         path.pop()

@@ -68,15 +68,23 @@ def _packed_char_reference(lengths: list[int], width: int):
     return enc, ref, chars, torch.tensor(lengths)
 
 
-@pytest.mark.parametrize("lengths", [[3, 1, 5, 2], [12, 3, 9, 1, 8, 0], [11, 9, 13],
-                                     [i % 15 for i in range(70)],  # large enough to split
-                                     [1 + i % 8 for i in range(70)]])  # large, all short
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [3, 1, 5, 2],
+        [12, 3, 9, 1, 8, 0],
+        [11, 9, 13],
+        [i % 15 for i in range(70)],  # large enough to split
+        [1 + i % 8 for i in range(70)],
+    ],
+)  # large, all short
 def test_char_lstm_equals_packed_bidirectional_final_states(lengths):
     """Dense, and in large batches short and long tokens apart: the packed BiLSTM's result."""
     enc, ref, chars, lens = _packed_char_reference(lengths, max(lengths) or 1)
     x = enc.embed(chars)
-    packed = nn.utils.rnn.pack_padded_sequence(x, lens.clamp(min=1), batch_first=True,
-                                               enforce_sorted=False)
+    packed = nn.utils.rnn.pack_padded_sequence(
+        x, lens.clamp(min=1), batch_first=True, enforce_sorted=False
+    )
     _, (h, _) = ref(packed)
     got = enc(chars, lens)
     assert got.shape == (len(lengths), 6)
@@ -127,8 +135,14 @@ def test_repeat_pooling_links_the_same_spelling_across_sentences_of_a_document()
 def test_pool_layers_read_each_state_beside_its_pool():
     from rnner.config import ModelConfig
 
-    cfg = ModelConfig(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3,
-                      repeat_pooling=True, pool_layers=2)
+    cfg = ModelConfig(
+        embeddings="random",
+        char_encoder="none",
+        casing_dim=0,
+        hidden_size=3,
+        repeat_pooling=True,
+        pool_layers=2,
+    )
     model = RNNTagger(cfg, num_words=10, num_chars=5, num_tags=4, word_dim=2)
     assert model.pooled is not None and len(model.pooled.forward_rnns) == 2
     assert model.pooled.forward_rnns[0].input_size == 12  # [h; pool], 2 directions of 3
@@ -143,8 +157,9 @@ def test_pretrained_dropout_reads_the_original_vectors_of_known_words_and_is_not
     sents = [["Fischler", "said", "zzz", "."]]
     vocabs = build_vocabs(sents, [["O"] * 4])
     b = batching.make_batch(batching.encode(sents, vocabs), np.arange(1))
-    cfg = ModelConfig(char_encoder="none", casing_dim=0, hidden_size=3, dropout=0.0,
-                      pretrained_dropout=1.0)
+    cfg = ModelConfig(
+        char_encoder="none", casing_dim=0, hidden_size=3, dropout=0.0, pretrained_dropout=1.0
+    )
     torch.manual_seed(0)
     model = RNNTagger(cfg, num_words=len(vocabs.words), num_chars=5, num_tags=4, word_dim=2)
     original = torch.randn(len(vocabs.words), 2)
@@ -175,8 +190,10 @@ def test_neighbour_words_pairs_each_state_with_the_word_it_has_not_read():
     for b, length in enumerate((4, 2)):
         target = words[b].masked_fill(words[b] >= 5, 1).tolist()  # 7 counts as UNK (1)
         for t in range(length - 1):
-            for head, state, word in ((lm.next, h[b, t, :3], target[t + 1]),
-                                      (lm.previous, h[b, t + 1, 3:], target[t])):
+            for head, state, word in (
+                (lm.next, h[b, t, :3], target[t + 1]),
+                (lm.previous, h[b, t + 1, 3:], target[t]),
+            ):
                 log_probs = head["softmax"].log_prob(head["hidden"](state[None]))[0]
                 assert log_probs.exp().sum().item() == pytest.approx(1.0)  # over all 5 ids
                 expected = expected - log_probs[word]
@@ -196,8 +213,9 @@ def test_language_model_loss_adds_to_the_tagging_loss_and_leaves_tagging_alone()
     b = batching.make_batch(batching.encode(sents, vocabs, tags), np.arange(2))
     base = dict(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3)
     torch.manual_seed(0)
-    with_lm = RNNTagger(ModelConfig(**base, lm_weight=0.5, lm_vocab=4), len(vocabs.words), 5,
-                        len(vocabs.tags), 2)
+    with_lm = RNNTagger(
+        ModelConfig(**base, lm_weight=0.5, lm_vocab=4), len(vocabs.words), 5, len(vocabs.tags), 2
+    )
     assert with_lm.lm is not None and with_lm.lm.vocab == 6  # PAD, UNK and 4 words
     plain = RNNTagger(ModelConfig(**base), len(vocabs.words), 5, len(vocabs.tags), 2)
     assert plain.lm is None
@@ -218,14 +236,21 @@ def test_singleton_unk_turns_only_singletons_into_unk_and_only_in_training():
     sents = [["Fischler", "said", "zzz", "."]]
     vocabs = build_vocabs(sents, [["O"] * 4])
     b = batching.make_batch(batching.encode(sents, vocabs), np.arange(1))
-    cfg = ModelConfig(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3,
-                      dropout=0.0, singleton_unk=1.0)
+    cfg = ModelConfig(
+        embeddings="random",
+        char_encoder="none",
+        casing_dim=0,
+        hidden_size=3,
+        dropout=0.0,
+        singleton_unk=1.0,
+    )
     torch.manual_seed(0)
     model = RNNTagger(cfg, num_words=len(vocabs.words), num_chars=5, num_tags=4, word_dim=2)
     model.keep_singletons(torch.tensor([w in ("fischler", "zzz") for w in vocabs.words.itos]))
     assert "singleton" not in model.state_dict()
-    unk = batching.make_batch(batching.encode([["Fischler", "said", "zzz", "."]], vocabs),
-                              np.arange(1))
+    unk = batching.make_batch(
+        batching.encode([["Fischler", "said", "zzz", "."]], vocabs), np.arange(1)
+    )
     unk.words[0, 0] = unk.words[0, 2] = 1  # what singleton_unk=1 makes of the batch
     model.train()
     with_unk = model.emissions(b)

@@ -42,17 +42,22 @@ class Steps:
         self.optimizers.append(opt)
         self.lrs.append([g["lr"] for g in opt.param_groups])
         grads = [p.grad for p in params if p.grad is not None]
-        self.norms.append(float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads]))))
+        self.norms.append(
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+        )
         if len(self.optimizers) == 1:
-            self.before.append(([p.detach().clone() for p in params],
-                                [p.grad.clone() if p.grad is not None else None
-                                 for p in params]))
+            self.before.append(
+                (
+                    [p.detach().clone() for p in params],
+                    [p.grad.clone() if p.grad is not None else None for p in params],
+                )
+            )
 
     def post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if len(self.optimizers) == 1 and not self.after:
-            self.after.append([p.detach().clone() for g in opt.param_groups
-                               for p in g["params"]])
+            self.after.append([p.detach().clone() for g in opt.param_groups for p in g["params"]])
 
 
 @pytest.fixture
@@ -63,17 +68,31 @@ def steps() -> Iterator[Steps]:
     )
 
     seen = Steps()
-    handles = [register_optimizer_step_pre_hook(seen.pre),
-               register_optimizer_step_post_hook(seen.post)]
+    handles = [
+        register_optimizer_step_pre_hook(seen.pre),
+        register_optimizer_step_post_hook(seen.post),
+    ]
     yield seen
     for h in handles:
         h.remove()
 
 
-def train(capsys: pytest.CaptureFixture[str], config: Path, run: Path, *sets: str,
-          dev: Path = GOOD) -> list[dict]:
-    argv = ["train", str(config), "--train", str(GOOD), "--dev", str(dev), "--test", str(GOOD),
-            "--output", str(run), "--quiet"]
+def train(
+    capsys: pytest.CaptureFixture[str], config: Path, run: Path, *sets: str, dev: Path = GOOD
+) -> list[dict]:
+    argv = [
+        "train",
+        str(config),
+        "--train",
+        str(GOOD),
+        "--dev",
+        str(dev),
+        "--test",
+        str(GOOD),
+        "--output",
+        str(run),
+        "--quiet",
+    ]
     for item in sets:
         argv += ["--set", item]
     code = main(argv)
@@ -95,11 +114,21 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_optimizer_takes_the_reference_step_with_the_configured_hyperparameters(
-        name, steps, capsys, write_config, tmp_path):
+    name, steps, capsys, write_config, tmp_path
+):
     cls, kwargs = OPTIMIZERS[name]
-    config = write_config(train={"optimizer": name, "lr": 0.05, "weight_decay": 0.1,
-                                 "momentum": 0.8, "nesterov": name == "sgd",
-                                 "embedding_lr_scale": 0.25, "clip": 0.0, "epochs": 1})
+    config = write_config(
+        train={
+            "optimizer": name,
+            "lr": 0.05,
+            "weight_decay": 0.1,
+            "momentum": 0.8,
+            "nesterov": name == "sgd",
+            "embedding_lr_scale": 0.25,
+            "clip": 0.0,
+            "epochs": 1,
+        }
+    )
     train(capsys, config, tmp_path / "run")
     opt = steps.optimizers[0]
     assert type(opt) is cls
@@ -117,8 +146,9 @@ def test_optimizer_takes_the_reference_step_with_the_configured_hyperparameters(
     for c, g in zip(copies, grads, strict=True):
         c.grad = g
     n = len(rest["params"])
-    reference = cls([{"params": copies[:n], "lr": 0.05},
-                     {"params": copies[n:], "lr": 0.05 * 0.25}], **kwargs)
+    reference = cls(
+        [{"params": copies[:n], "lr": 0.05}, {"params": copies[n:], "lr": 0.05 * 0.25}], **kwargs
+    )
     reference.step()
     moved = 0
     for got, want, old in zip(steps.after[0], copies, params, strict=True):
@@ -127,8 +157,9 @@ def test_optimizer_takes_the_reference_step_with_the_configured_hyperparameters(
     assert moved > len(params) // 2
 
 
-def test_clipping_bounds_the_gradient_norm_the_optimizer_sees(steps, capsys, write_config,
-                                                              tmp_path):
+def test_clipping_bounds_the_gradient_norm_the_optimizer_sees(
+    steps, capsys, write_config, tmp_path
+):
     config = write_config(train={"optimizer": "sgd", "lr": 0.1, "epochs": 2, "batch_size": 1})
     train(capsys, config, tmp_path / "free", "train.clip=0")
     free = list(steps.norms)
@@ -146,19 +177,34 @@ def _lrs(log: list[dict]) -> list[float]:
     return [r["lr"] for r in log]
 
 
-@pytest.mark.parametrize(("schedule", "sets", "expected"), [
-    ("constant", [], [0.1] * 5),
-    # lr / (1 + 0.5 e) after epoch e
-    ("inverse_time", ["train.lr_decay=0.5"], [0.1 / 1.5, 0.1 / 2, 0.1 / 2.5, 0.1 / 3, 0.1 / 3.5]),
-    # halved every 2 epochs
-    ("step", ["train.step_size=2", "train.gamma=0.5"], [0.1, 0.05, 0.05, 0.025, 0.025]),
-    # half a cosine over the 5 epochs, to 0
-    ("cosine", [], [0.1 * (1 + math.cos(math.pi * e / 5)) / 2 for e in range(1, 6)]),
-])
-def test_schedule_sets_the_learning_rate_of_every_epoch(schedule, sets, expected, steps, capsys,
-                                                        write_config, tmp_path):
-    config = write_config(train={"optimizer": "sgd", "lr": 0.1, "epochs": 5,
-                                 "schedule": schedule, "embedding_lr_scale": 0.5})
+@pytest.mark.parametrize(
+    ("schedule", "sets", "expected"),
+    [
+        ("constant", [], [0.1] * 5),
+        # lr / (1 + 0.5 e) after epoch e
+        (
+            "inverse_time",
+            ["train.lr_decay=0.5"],
+            [0.1 / 1.5, 0.1 / 2, 0.1 / 2.5, 0.1 / 3, 0.1 / 3.5],
+        ),
+        # halved every 2 epochs
+        ("step", ["train.step_size=2", "train.gamma=0.5"], [0.1, 0.05, 0.05, 0.025, 0.025]),
+        # half a cosine over the 5 epochs, to 0
+        ("cosine", [], [0.1 * (1 + math.cos(math.pi * e / 5)) / 2 for e in range(1, 6)]),
+    ],
+)
+def test_schedule_sets_the_learning_rate_of_every_epoch(
+    schedule, sets, expected, steps, capsys, write_config, tmp_path
+):
+    config = write_config(
+        train={
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "epochs": 5,
+            "schedule": schedule,
+            "embedding_lr_scale": 0.5,
+        }
+    )
     log = train(capsys, config, tmp_path / "run", *sets)
     assert _lrs(log) == pytest.approx(expected, rel=1e-12)
     # Each epoch trains at the rate set after the one before; the embeddings at half of it.
@@ -168,13 +214,22 @@ def test_schedule_sets_the_learning_rate_of_every_epoch(schedule, sets, expected
     assert all(emb == pytest.approx(rest * 0.5, rel=1e-12) for rest, emb in steps.lrs)
 
 
-def test_plateau_schedule_cuts_the_rate_after_patience_epochs_without_gain(capsys, tmp_path,
-                                                                          write_config):
+def test_plateau_schedule_cuts_the_rate_after_patience_epochs_without_gain(
+    capsys, tmp_path, write_config
+):
     # Dev without entities: dev F1 is 0 at every epoch, so only epoch 1 counts as a gain.
     dev = tmp_path / "dev.txt"
     dev.write_text(NO_ENTITIES, encoding="utf-8")
-    config = write_config(train={"optimizer": "sgd", "lr": 0.1, "epochs": 6,
-                                 "schedule": "plateau", "gamma": 0.5, "patience": 0})
+    config = write_config(
+        train={
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "epochs": 6,
+            "schedule": "plateau",
+            "gamma": 0.5,
+            "patience": 0,
+        }
+    )
     log = train(capsys, config, tmp_path / "run", dev=dev)
     assert [r["dev_f1"] for r in log] == [0.0] * 6
     # plateau patience max(1, train.patience // 3) = 1: cut when 2 epochs in a row stall
@@ -197,8 +252,7 @@ def test_word_dropout_replaces_its_rate_of_training_tokens_by_unk_and_none_in_ev
 
     gen = torch.Generator().manual_seed(0)
     words = [f"w{i}" for i in range(50)]
-    sents = [[words[int(i)] for i in torch.randint(50, (20,), generator=gen)]
-             for _ in range(100)]
+    sents = [[words[int(i)] for i in torch.randint(50, (20,), generator=gen)] for _ in range(100)]
     vocabs = build_vocabs(sents, [["O"] * 20] * 100)
     cfg = Config.from_dict(tiny_sections(model={"word_dropout": 0.25}))
     model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), 16)

@@ -7,20 +7,40 @@ import pytest
 from rnner import perturb
 from rnner.conll import Sentence
 
-EU = Sentence(("EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."),
-              ("B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"))
+EU = Sentence(
+    ("EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."),
+    ("B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"),
+)
 PETER = Sentence(("Peter", "Blackburn"), ("B-PER", "I-PER"), doc_id=1, line=12)
 
 
 def test_recase_lower_upper_title():
     tokens = ["EU", "rejects", "mcDONALD", "1996-08-22", "'s", "straße"]
-    assert perturb.recase(tokens, "lower") == ["eu", "rejects", "mcdonald", "1996-08-22",
-                                               "'s", "straße"]
+    assert perturb.recase(tokens, "lower") == [
+        "eu",
+        "rejects",
+        "mcdonald",
+        "1996-08-22",
+        "'s",
+        "straße",
+    ]
     # 'straße'.upper() is 'STRASSE', one character longer: kept as it was
-    assert perturb.recase(tokens, "upper") == ["EU", "REJECTS", "MCDONALD", "1996-08-22",
-                                               "'S", "straße"]
-    assert perturb.recase(tokens, "title") == ["Eu", "Rejects", "Mcdonald", "1996-08-22",
-                                               "'S", "Straße"]
+    assert perturb.recase(tokens, "upper") == [
+        "EU",
+        "REJECTS",
+        "MCDONALD",
+        "1996-08-22",
+        "'S",
+        "straße",
+    ]
+    assert perturb.recase(tokens, "title") == [
+        "Eu",
+        "Rejects",
+        "Mcdonald",
+        "1996-08-22",
+        "'S",
+        "Straße",
+    ]
     with pytest.raises(ValueError, match="unknown case 'camel'"):
         perturb.recase(tokens, "camel")
 
@@ -50,8 +70,12 @@ def _one_edit(a: str, b: str) -> str | None:
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         if len(diff) == 1:
             return "substitute"
-        if len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] \
-                and a[diff[1]] == b[diff[0]]:
+        if (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        ):
             return "swap"
     return None
 
@@ -76,23 +100,39 @@ def test_typo_is_always_one_real_edit_and_never_empty():
 def test_add_typos_counts_the_rate_and_keeps_tags():
     out = perturb.add_typos([EU, PETER], 0.3, perturb.rng_for(5, "typos"))
     # 10 eligible words (not '.'); round(0.3 * 10) = 3 of them misspelt
-    assert out[0].tokens == ("EU", "rejects", "Gertman", "calkl", "to", "boycott", "British",
-                             "lajb", ".")
+    assert out[0].tokens == (
+        "EU",
+        "rejects",
+        "Gertman",
+        "calkl",
+        "to",
+        "boycott",
+        "British",
+        "lajb",
+        ".",
+    )
     assert out[1] is PETER
     assert [s.tags for s in out] == [EU.tags, PETER.tags]
     many = [EU] * 40
     for rate, expected in [(0.0, 0), (0.1, 32), (0.25, 80), (1.0, 320)]:
         got = perturb.add_typos(many, rate, perturb.rng_for(1, rate))
-        changed = sum(a != b for s, t in zip(many, got, strict=True)
-                      for a, b in zip(s.tokens, t.tokens, strict=True))
+        changed = sum(
+            a != b
+            for s, t in zip(many, got, strict=True)
+            for a, b in zip(s.tokens, t.tokens, strict=True)
+        )
         assert changed == expected
     with pytest.raises(ValueError, match="typo rate 1.5"):
         perturb.add_typos(many, 1.5, perturb.rng_for(1))
 
 
 def test_replace_mentions_relays_tags_iob2_and_bioes():
-    s = Sentence(("Peter", "Blackburn", "visited", "Bonn", "."),
-                 ("B-PER", "I-PER", "O", "B-LOC", "O"), doc_id=3, line=40)
+    s = Sentence(
+        ("Peter", "Blackburn", "visited", "Bonn", "."),
+        ("B-PER", "I-PER", "O", "B-LOC", "O"),
+        doc_id=3,
+        line=40,
+    )
     pool = {"PER": [("Angela",)], "LOC": [("New", "York", "City")]}
     (out,) = perturb.replace_mentions([s], pool, "IOB2", perturb.rng_for(1))
     assert out.tokens == ("Angela", "visited", "New", "York", "City", ".")
@@ -115,8 +155,9 @@ def test_replace_mentions_iob1_adjacent_and_missing_types():
 def test_replace_mentions_avoids_the_same_mention():
     s = Sentence(("Bonn",), ("B-LOC",))
     pool = {"LOC": [("Bonn",), ("Paris",)]}
-    outs = [perturb.replace_mentions([s], pool, "IOB2", perturb.rng_for(k))[0].tokens
-            for k in range(20)]
+    outs = [
+        perturb.replace_mentions([s], pool, "IOB2", perturb.rng_for(k))[0].tokens for k in range(20)
+    ]
     assert set(outs) == {("Paris",)}
 
 
@@ -125,7 +166,10 @@ def test_unseen_mentions():
     dev = [Sentence(("Bonn", "and", "Paris", "Peter"), ("B-ORG", "O", "B-LOC", "B-PER"))]
     # 'Bonn' is a training mention (of another type): seen; 'Peter' alone is not
     assert perturb.unseen_mentions(dev, "IOB2", train, "IOB2") == {
-        "ORG": [], "LOC": [("Paris",)], "PER": [("Peter",)]}
+        "ORG": [],
+        "LOC": [("Paris",)],
+        "PER": [("Peter",)],
+    }
 
 
 def test_perturb_is_reproducible_and_seeded():
@@ -140,8 +184,7 @@ def test_perturb_is_reproducible_and_seeded():
 
 def test_augment_epoch_is_deterministic_per_seed_and_epoch():
     sents = [EU, PETER] * 50
-    kw = {"case": 0.5, "typos": 0.1, "mention_share": 0.5,
-          "pool": perturb.mentions(sents, "IOB2")}
+    kw = {"case": 0.5, "typos": 0.1, "mention_share": 0.5, "pool": perturb.mentions(sents, "IOB2")}
     a = perturb.augment_epoch(sents, "IOB2", 1, 1, **kw)
     assert a == perturb.augment_epoch(sents, "IOB2", 1, 1, **kw)
     assert a != perturb.augment_epoch(sents, "IOB2", 1, 2, **kw)
@@ -153,8 +196,10 @@ def test_augment_epoch_is_deterministic_per_seed_and_epoch():
     changed = [t.tokens for s, t in zip(mixed, recased, strict=True) if s != t]
     assert len(changed) == 316  # drawn with chance 0.3 each: 300 ± 14.5
     assert {c: changed.count(c) for c in set(changed)} == {
-        ("peter", "mcdonald", "said"): 111, ("PETER", "MCDONALD", "SAID"): 97,
-        ("Peter", "Mcdonald", "Said"): 108}
+        ("peter", "mcdonald", "said"): 111,
+        ("PETER", "MCDONALD", "SAID"): 97,
+        ("Peter", "Mcdonald", "Said"): 108,
+    }
     assert [s.tags for s in recased] == [s.tags for s in mixed]
 
 

@@ -20,12 +20,18 @@ def job(x):
 
 def test_results_errors_and_stops_are_told_apart():
     seen = []
-    out = pool.run(job, [(3,), ("fail",), ("stop",), ("threads",)], workers=1, threads=2,
-                   on_result=lambda i, v: seen.append((i, v)))
+    out = pool.run(
+        job,
+        [(3,), ("fail",), ("stop",), ("threads",)],
+        workers=1,
+        threads=2,
+        on_result=lambda i, v: seen.append((i, v)),
+    )
     assert sorted(out.results) == [(0, 9), (3, "2")]  # the worker's BLAS threads are capped
     assert seen == out.results
-    assert [(i, type(e).__name__, str(e)) for i, e in out.errors] == [(1, "ValueError",
-                                                                      "bad input")]
+    assert [(i, type(e).__name__, str(e)) for i, e in out.errors] == [
+        (1, "ValueError", "bad input")
+    ]
     assert out.stopped == [2] and not out.interrupted
 
 

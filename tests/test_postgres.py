@@ -63,13 +63,31 @@ def write_sweep(tmp_path: Path, epochs: int, trials: int) -> Path:
     return path
 
 
-def tune_proc(sweep: Path, url: str, out: Path, *extra: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def tune_proc(
+    sweep: Path, url: str, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`rnner tune` as another machine would run it: its own process and output directory."""
-    cmd = [sys.executable, "-m", "rnner.cli", "tune", str(sweep), "--storage", url,
-           "--study", "shared", "--output", str(out), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    cmd = [
+        sys.executable,
+        "-m",
+        "rnner.cli",
+        "tune",
+        str(sweep),
+        "--storage",
+        url,
+        "--study",
+        "shared",
+        "--output",
+        str(out),
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str, str]:
@@ -97,11 +115,14 @@ def load(url: str) -> optuna.Study:
 # --- URLs and drivers (no server needed) ------------------------------------------------------
 
 
-@pytest.mark.parametrize("installed, expected", [
-    ({"psycopg", "psycopg2"}, "postgresql+psycopg://u:pw@h:5/db"),
-    ({"psycopg2"}, "postgresql+psycopg2://u:pw@h:5/db"),
-    ({"psycopg"}, "postgresql+psycopg://u:pw@h:5/db"),
-])
+@pytest.mark.parametrize(
+    "installed, expected",
+    [
+        ({"psycopg", "psycopg2"}, "postgresql+psycopg://u:pw@h:5/db"),
+        ({"psycopg2"}, "postgresql+psycopg2://u:pw@h:5/db"),
+        ({"psycopg"}, "postgresql+psycopg://u:pw@h:5/db"),
+    ],
+)
 def test_postgresql_urls_use_the_installed_driver(monkeypatch, installed, expected):
     monkeypatch.setattr(storage_mod, "_installed", lambda module: module in installed)
     assert resolve_url("postgresql://u:pw@h:5/db") == expected
@@ -114,12 +135,21 @@ def test_no_driver_is_one_line_that_says_what_to_install(monkeypatch, tmp_path, 
     with pytest.raises(StorageError, match=r'pip install "rnner\[postgres\]"'):
         resolve_url("postgresql+psycopg2://u@h/db")
     sweep = write_sweep(tmp_path, epochs=1, trials=1)
-    code = main(["tune", str(sweep), "--storage", "postgresql://u:secret@127.0.0.1:9/db",
-                 "--output", str(tmp_path / "out")])
+    code = main(
+        [
+            "tune",
+            str(sweep),
+            "--storage",
+            "postgresql://u:secret@127.0.0.1:9/db",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert err == ('storage: postgresql:// needs a PostgreSQL driver: '
-                   'pip install "rnner[postgres]"\n')
+    assert err == (
+        'storage: postgresql:// needs a PostgreSQL driver: pip install "rnner[postgres]"\n'
+    )
 
 
 # --- against the server -----------------------------------------------------------------------
@@ -128,8 +158,12 @@ def test_no_driver_is_one_line_that_says_what_to_install(monkeypatch, tmp_path, 
 def _open_together(url: str, barrier: mp.synchronize.Barrier, queue: mp.Queue) -> None:
     try:
         barrier.wait(timeout=60)
-        study = optuna.create_study(storage=open_storage(url), study_name="shared",
-                                    direction="maximize", load_if_exists=True)
+        study = optuna.create_study(
+            storage=open_storage(url),
+            study_name="shared",
+            direction="maximize",
+            load_if_exists=True,
+        )
         queue.put(("ok", study._study_id))  # noqa: SLF001
     except BaseException as e:  # reported to the test, whatever it is
         queue.put(("error", f"{type(e).__name__}: {e}"))
@@ -177,8 +211,11 @@ def test_a_worker_killed_mid_trial_is_failed_and_retried_by_the_other(postgres, 
     sweep = write_sweep(tmp_path, epochs=40, trials=3)
     a = tune_proc(sweep, url, tmp_path / "a", "--quiet")
     try:
-        wait_for(lambda: list((tmp_path / "a").glob("trials/*/seed-1/log.jsonl")), 60,
-                 "the first worker to start training")
+        wait_for(
+            lambda: list((tmp_path / "a").glob("trials/*/seed-1/log.jsonl")),
+            60,
+            "the first worker to start training",
+        )
     finally:
         os.kill(a.pid, signal.SIGKILL)  # mid-trial: nothing of it runs again
         a.communicate(timeout=30)
@@ -224,11 +261,15 @@ def test_a_server_restart_during_a_trial_is_survived(postgres, tmp_path):
 def test_a_server_that_stays_down_fails_in_one_line_not_a_hang(postgres, tmp_path):
     url = postgres.new_database()
     sweep = write_sweep(tmp_path, epochs=100000, trials=1)
-    proc = tune_proc(sweep, url, tmp_path / "out", "--quiet",
-                     env={storage_mod.RETRY_SECONDS_ENV: "2"})
+    proc = tune_proc(
+        sweep, url, tmp_path / "out", "--quiet", env={storage_mod.RETRY_SECONDS_ENV: "2"}
+    )
     try:
-        wait_for((tmp_path / "out" / "trials" / "0000" / "seed-1" / "log.jsonl").is_file, 60,
-                 "training to start")
+        wait_for(
+            (tmp_path / "out" / "trials" / "0000" / "seed-1" / "log.jsonl").is_file,
+            60,
+            "training to start",
+        )
         postgres.stop("fast")
         started = time.monotonic()
         code, _, err = finish(proc, timeout=60)

@@ -157,8 +157,11 @@ def test_load_run_missing_directory(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "damage"),
-    [("vocab.json", b"{bad"), ("config.json", b'{"model": {"cell": "tree"}}'),
-     ("model.safetensors", b"\x00" * 100)],
+    [
+        ("vocab.json", b"{bad"),
+        ("config.json", b'{"model": {"cell": "tree"}}'),
+        ("model.safetensors", b"\x00" * 100),
+    ],
 )
 def test_load_run_reports_damaged_files(run_copy, name, damage):
     (run_copy / name).write_bytes(damage)
@@ -172,7 +175,12 @@ def test_export_half_precision_predicts_the_same(tiny_run, tmp_path):
 
     out = export_run(tiny_run, tmp_path / "half")
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "metrics.json", "model.safetensors", "run.json", "vocab.json"]
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "run.json",
+        "vocab.json",
+    ]
     full = (tiny_run / "model.safetensors").stat().st_size
     assert (out / "model.safetensors").stat().st_size < 0.6 * full
     text = "Peter Blackburn visited Brussels . German officials met EU leaders in Bonn ."

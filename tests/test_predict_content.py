@@ -19,24 +19,42 @@ from rnner.cli import main
 # (dev.txt line of the first token, tokens, entities as (label, text)), all checked by hand:
 # county cricket clubs and baseball teams are ORG in CoNLL-2003, nationalities MISC.
 SENTENCES = [
-    (18, "West Indian all-rounder Phil Simmons took four for 38 on Friday as Leicestershire "
-         "beat Somerset by an innings and 39 runs in two days to take over at the head of the "
-         "county championship .",
-     [("MISC", "West Indian"), ("PER", "Phil Simmons"), ("ORG", "Leicestershire"),
-      ("ORG", "Somerset")]),
-    (54, "Their stay on top , though , may be short-lived as title rivals Essex , Derbyshire "
-         "and Surrey all closed in on victory while Kent made up for lost time in their "
-         "rain-affected match against Nottinghamshire .",
-     [("ORG", "Essex"), ("ORG", "Derbyshire"), ("ORG", "Surrey"), ("ORG", "Kent"),
-      ("ORG", "Nottinghamshire")]),
+    (
+        18,
+        "West Indian all-rounder Phil Simmons took four for 38 on Friday as Leicestershire "
+        "beat Somerset by an innings and 39 runs in two days to take over at the head of the "
+        "county championship .",
+        [
+            ("MISC", "West Indian"),
+            ("PER", "Phil Simmons"),
+            ("ORG", "Leicestershire"),
+            ("ORG", "Somerset"),
+        ],
+    ),
+    (
+        54,
+        "Their stay on top , though , may be short-lived as title rivals Essex , Derbyshire "
+        "and Surrey all closed in on victory while Kent made up for lost time in their "
+        "rain-affected match against Nottinghamshire .",
+        [
+            ("ORG", "Essex"),
+            ("ORG", "Derbyshire"),
+            ("ORG", "Surrey"),
+            ("ORG", "Kent"),
+            ("ORG", "Nottinghamshire"),
+        ],
+    ),
     (814, "Scotland .", [("LOC", "Scotland")]),
     (1463, "Attendance : 200", []),
     (3133, "SAN DIEGO 75 60 .556 -", [("ORG", "SAN DIEGO")]),
-    (15254, "The Southeast Asian gold market was more or less a photo-fit picture of the "
-            "previous week 's position with activity slow and bullion prices trapped in a "
-            "well-worn range awaiting a seasonal upturn in demand and prices into the fourth "
-            "quarter .",
-     [("MISC", "Southeast Asian")]),
+    (
+        15254,
+        "The Southeast Asian gold market was more or less a photo-fit picture of the "
+        "previous week 's position with activity slow and bullion prices trapped in a "
+        "well-worn range awaiting a seasonal upturn in demand and prices into the fourth "
+        "quarter .",
+        [("MISC", "Southeast Asian")],
+    ),
     (33158, "Port Vale 4 1 2 1 4 4 5", [("ORG", "Port Vale")]),
     (49570, "Chinese police hold veteran dissident .", [("MISC", "Chinese")]),
 ]
@@ -66,7 +84,8 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
 
 
 def test_predict_without_a_run_directory_tags_conll_input_with_the_shipped_model(
-        capsys, tmp_path: Path):
+    capsys, tmp_path: Path
+):
     source = tmp_path / "dev.conll"
     source.write_text("\n\n".join("\n".join(t.split()) for t in TEXTS) + "\n", encoding="utf-8")
     out = _cli(capsys, "predict", "--input", source, "--format", "conll", "--quiet")
@@ -97,7 +116,7 @@ def test_predict_without_a_run_directory_finds_entities_in_raw_text(capsys, tmp_
     for r, entities in zip(records, EXPECTED, strict=True):
         assert [(s["label"], s["text"]) for s in r["spans"]] == entities
         for s in r["spans"]:
-            assert r["text"][s["start"]:s["end"]] == s["text"]
+            assert r["text"][s["start"] : s["end"]] == s["text"]
 
 
 def test_tagger_api_finds_the_same_entities():
@@ -105,7 +124,9 @@ def test_tagger_api_finds_the_same_entities():
     for text, entities in zip(TEXTS, EXPECTED, strict=True):
         spans = tagger.predict(text)
         assert [(s.label, s.text) for s in spans] == entities
-        assert all(text[s.start:s.end] == s.text for s in spans)
+        assert all(text[s.start : s.end] == s.text for s in spans)
     # Token input, in the file's scheme.
     assert tagger.tag([["Port", "Vale", "4"], ["Scotland", "."]]) == [
-        ["B-ORG", "I-ORG", "O"], ["B-LOC", "O"]]
+        ["B-ORG", "I-ORG", "O"],
+        ["B-LOC", "O"],
+    ]

@@ -19,8 +19,17 @@ MODEL = ROOT / "models" / "conll03-en"
 
 
 def predict(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rnner.cli", "predict", str(MODEL), "--quiet", "--threads",
-            "1", *args]
+    return [
+        sys.executable,
+        "-m",
+        "rnner.cli",
+        "predict",
+        str(MODEL),
+        "--quiet",
+        "--threads",
+        "1",
+        *args,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +53,12 @@ def raw_text(conll_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def conll_text(conll_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CoNLL-2003 dev and test, one file: 7,150 sentences and -DOCSTART- lines, four chunks."""
     path = tmp_path_factory.mktemp("resume") / "big.conll"
-    path.write_text("".join((conll_dir / f"{split}.txt").read_text(encoding="utf-8")
-                            for split in ("dev", "test")), encoding="utf-8")
+    path.write_text(
+        "".join(
+            (conll_dir / f"{split}.txt").read_text(encoding="utf-8") for split in ("dev", "test")
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -68,13 +81,14 @@ def interrupt(cmd: list[str], state: Path, sig: signal.Signals) -> subprocess.Co
 
 
 @pytest.mark.parametrize(("fmt", "sig"), [("jsonl", signal.SIGTERM), ("conll", signal.SIGINT)])
-def test_interrupted_then_resumed_equals_one_run(raw_text: Path, conll_text: Path,
-                                                 tmp_path: Path, fmt: str,
-                                                 sig: signal.Signals) -> None:
+def test_interrupted_then_resumed_equals_one_run(
+    raw_text: Path, conll_text: Path, tmp_path: Path, fmt: str, sig: signal.Signals
+) -> None:
     source = raw_text if fmt == "jsonl" else conll_text
     whole = tmp_path / "whole.out"
-    subprocess.run(predict("--input", str(source), "--output", str(whole), "--format", fmt),
-                   check=True)
+    subprocess.run(
+        predict("--input", str(source), "--output", str(whole), "--format", fmt), check=True
+    )
     out = tmp_path / "tagged.out"
     partial = tmp_path / "tagged.out.partial"
     state = tmp_path / "tagged.out.partial.json"
@@ -86,7 +100,8 @@ def test_interrupted_then_resumed_equals_one_run(raw_text: Path, conll_text: Pat
     unit = "lines" if fmt == "jsonl" else "items"
     assert stopped.stderr.strip().splitlines()[-1] == (
         f"{sig.name}: stopped after {done['items']} input {unit} of {source}; partial output "
-        f"in {partial}; the same command with --resume continues from there")
+        f"in {partial}; the same command with --resume continues from there"
+    )
     assert done["items"] % 2000 == 0 and done["items"] > 0  # whole chunks only
     assert not out.exists()
     assert partial.stat().st_size == done["output_bytes"]
@@ -102,22 +117,26 @@ def test_interrupted_then_resumed_equals_one_run(raw_text: Path, conll_text: Pat
     assert not partial.exists() and not state.exists()
 
 
-def test_resume_refuses_a_changed_input_or_nothing_to_resume(raw_text: Path,
-                                                             tmp_path: Path) -> None:
+def test_resume_refuses_a_changed_input_or_nothing_to_resume(
+    raw_text: Path, tmp_path: Path
+) -> None:
     source = tmp_path / "in.txt"
     source.write_bytes(raw_text.read_bytes())
     out = tmp_path / "o.jsonl"
     cmd = predict("--input", str(source), "--output", str(out))
     nothing = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
     assert nothing.returncode == 2
-    assert nothing.stderr.strip() == (f"{out}.partial.json: nothing to resume (no interrupted "
-                                      "run of this output); run without --resume")
+    assert nothing.stderr.strip() == (
+        f"{out}.partial.json: nothing to resume (no interrupted "
+        "run of this output); run without --resume"
+    )
     stopped = interrupt(cmd, Path(f"{out}.partial.json"), signal.SIGTERM)
     assert stopped.returncode == 130
     with source.open("a", encoding="utf-8") as f:
         f.write("One more line from Reuters.\n")
     changed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
     assert changed.returncode == 2
-    assert changed.stderr.startswith(f"{out}.partial.json: the interrupted run had a "
-                                     "different input_bytes")
+    assert changed.stderr.startswith(
+        f"{out}.partial.json: the interrupted run had a different input_bytes"
+    )
     os.unlink(f"{out}.partial")

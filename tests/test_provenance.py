@@ -43,8 +43,9 @@ def test_run_records_a_real_commit(tiny_run: Path) -> None:
     if commit is not None:  # from a checkout: the commit exists there (HEAD may have moved on)
         source = Path(provenance.__file__).parent
         sha = commit.removesuffix("-dirty")
-        found = subprocess.run(["git", "-C", str(source), "cat-file", "-e", f"{sha}^{{commit}}"],
-                               capture_output=True)
+        found = subprocess.run(
+            ["git", "-C", str(source), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True
+        )
         assert found.returncode == 0, found.stderr
 
 
@@ -87,12 +88,13 @@ def test_describe_hashes_each_file(tmp_path: Path) -> None:
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
 
 
-def test_git_commit_clean_dirty_and_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_git_commit_clean_dirty_and_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The commit of the tree holding the code; `-dirty` after edits to tracked files (new
     untracked files do not count); None outside a checkout or without git."""
     repo = tmp_path / "repo"

@@ -35,8 +35,7 @@ def _metrics(run) -> dict:
 
 
 def _with(**sections) -> dict:
-    return {name: {**TINY.get(name, {}), **sections.get(name, {})}
-            for name in {*TINY, *sections}}
+    return {name: {**TINY.get(name, {}), **sections.get(name, {})} for name in {*TINY, *sections}}
 
 
 NO_ENTITIES = "EU NNP I-NP O\nrejects VBZ I-VP O\n\nPeter NNP I-NP O\n"
@@ -48,8 +47,13 @@ VARIANTS = {
     "plain": (TINY, 1),
     "ema": (_with(train={"ema": 0.99}), 1),
     "plateau": (_with(train={"schedule": "plateau", "gamma": 0.5, "patience": 0}), 2),
-    "document": (_with(data={"context": "document", "max_context_tokens": 120},
-                       model={"repeat_pooling": True, "dropout": 0.3}), 1),
+    "document": (
+        _with(
+            data={"context": "document", "max_context_tokens": 120},
+            model={"repeat_pooling": True, "dropout": 0.3},
+        ),
+        1,
+    ),
 }
 
 

@@ -35,9 +35,24 @@ def _evaluate_f1(capsys, run_dir, data) -> float:
 
 
 def test_rows_are_evaluate_on_perturbed_files(capsys, tiny_run, dev_head, tmp_path):
-    code, out, err = run(capsys, ["robustness", tiny_run, "--data", dev_head, "--json",
-                                  "--perturb", "lower", "--perturb", "typos",
-                                  "--typo-rate", "0.2", "--seed", "3"])
+    code, out, err = run(
+        capsys,
+        [
+            "robustness",
+            tiny_run,
+            "--data",
+            dev_head,
+            "--json",
+            "--perturb",
+            "lower",
+            "--perturb",
+            "typos",
+            "--typo-rate",
+            "0.2",
+            "--seed",
+            "3",
+        ],
+    )
     assert (code, err) == (0, "")
     result = json.loads(out)
     rows = result["results"]
@@ -55,8 +70,9 @@ def test_rows_are_evaluate_on_perturbed_files(capsys, tiny_run, dev_head, tmp_pa
 
 
 def test_default_mentions_are_unseen_in_training(capsys, tiny_run, dev_head, conll_dir):
-    code, out, err = run(capsys, ["robustness", tiny_run, "--data", dev_head, "--json",
-                                  "--perturb", "mentions"])
+    code, out, err = run(
+        capsys, ["robustness", tiny_run, "--data", dev_head, "--json", "--perturb", "mentions"]
+    )
     assert (code, err) == (0, "")
     result = json.loads(out)
     # the tiny run trained on the first 300 sentences of train.txt, but the pool is told
@@ -72,25 +88,30 @@ def test_default_mentions_are_unseen_in_training(capsys, tiny_run, dev_head, con
 
 def test_mentions_file_and_its_errors(capsys, tiny_run, dev_head, tmp_path):
     good = tmp_path / "names.tsv"
-    good.write_text("# names\nPER\tZorblax Quint\nLOC\tNew Qwerty\n\nORG\tAcme\n"
-                    "MISC\tQuintish\n", encoding="utf-8")
-    code, out, err = run(capsys, ["robustness", tiny_run, "--data", dev_head,
-                                  "--perturb", "mentions", "--mentions", good])
+    good.write_text(
+        "# names\nPER\tZorblax Quint\nLOC\tNew Qwerty\n\nORG\tAcme\nMISC\tQuintish\n",
+        encoding="utf-8",
+    )
+    code, out, err = run(
+        capsys,
+        ["robustness", tiny_run, "--data", dev_head, "--perturb", "mentions", "--mentions", good],
+    )
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].split() == ["perturbation", "P", "R", "F1", "drop"]
     assert [line.split()[0] for line in lines[1:]] == ["clean", "mentions"]
     bad = tmp_path / "bad.tsv"
     bad.write_text("PER\tAnn Lee\nLOC New York\n", encoding="utf-8")
-    code, out, err = run(capsys, ["robustness", tiny_run, "--data", dev_head,
-                                  "--perturb", "mentions", "--mentions", bad])
+    code, out, err = run(
+        capsys,
+        ["robustness", tiny_run, "--data", dev_head, "--perturb", "mentions", "--mentions", bad],
+    )
     assert code == 2
     assert err == f"{bad}:2: expected 'TYPE<TAB>mention', found 'LOC New York'\n"
 
 
 def test_bad_typo_rate_is_one_line(capsys, tiny_run, dev_head):
-    code, out, err = run(capsys, ["robustness", tiny_run, "--data", dev_head,
-                                  "--typo-rate", "1.5"])
+    code, out, err = run(capsys, ["robustness", tiny_run, "--data", dev_head, "--typo-rate", "1.5"])
     assert (code, out) == (2, "")
     assert err == "--typo-rate 1.5 is not in [0, 1]\n"
 
@@ -98,8 +119,20 @@ def test_bad_typo_rate_is_one_line(capsys, tiny_run, dev_head):
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no shipped model")
 def test_shipped_model_loses_entities_when_lowercased(capsys, dev_head):
     """The failure the report exists to show, on real dev sentences."""
-    code, out, err = run(capsys, ["robustness", SHIPPED, "--data", dev_head, "--json",
-                                  "--perturb", "lower", "--perturb", "upper"])
+    code, out, err = run(
+        capsys,
+        [
+            "robustness",
+            SHIPPED,
+            "--data",
+            dev_head,
+            "--json",
+            "--perturb",
+            "lower",
+            "--perturb",
+            "upper",
+        ],
+    )
     assert (code, err) == (0, "")
     rows = json.loads(out)["results"]
     assert rows["clean"]["f1"] > 0.9
@@ -111,5 +144,6 @@ def test_same_sentences_keep_document_ids(dev_head):
     sents = conll.read_conll(dev_head)
     for kind in ("lower", "typos"):
         copy = perturb.perturb(sents, kind, "IOB2", 1)
-        assert [dataclasses.astuple(s)[2:] for s in copy] == \
-            [dataclasses.astuple(s)[2:] for s in sents]
+        assert [dataclasses.astuple(s)[2:] for s in copy] == [
+            dataclasses.astuple(s)[2:] for s in sents
+        ]

@@ -56,8 +56,11 @@ def run_main(relative: str, argv: list[str], capsys: pytest.CaptureFixture[str])
 
 def rows(out: str) -> list[list[str]]:
     """The cells of each Markdown table row (header and rule included)."""
-    return [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in out.splitlines() if line.startswith("|")]
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith("|")
+    ]
 
 
 def metrics(run: Path) -> dict[str, Any]:
@@ -81,17 +84,35 @@ def test_bench_script_json_feeds_bench_table(
     docs/performance.md does."""
     corpus = str(GOOD)
     config = tmp_path / "tiny.toml"
-    config.write_text(to_toml(tiny_sections(data={"train": corpus, "dev": corpus,
-                                                  "test": corpus})), encoding="utf-8")
+    config.write_text(
+        to_toml(tiny_sections(data={"train": corpus, "dev": corpus, "test": corpus})),
+        encoding="utf-8",
+    )
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/bench.py"), "--config", str(config), "--quick",
-         "--json", "--threads", "1", "--batch-size", "2"],
-        capture_output=True, text=True, env=env(), timeout=120, check=False)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/bench.py"),
+            "--config",
+            str(config),
+            "--quick",
+            "--json",
+            "--threads",
+            "1",
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # one object, nothing else on stdout
     assert result["config"]["batch_size"] == 2 and result["threads"] == 1
-    assert result["train_flops_per_token"] == pytest.approx(3 * result["infer_flops_per_token"],
-                                                            rel=0.5)
+    assert result["train_flops_per_token"] == pytest.approx(
+        3 * result["infer_flops_per_token"], rel=0.5
+    )
     assert result["train_sentences_per_s"] > 0 and result["matmul_gflops"] > 0
     saved = tmp_path / "quick.json"
     saved.write_text(done.stdout)
@@ -108,9 +129,24 @@ def test_predict_scale_reports_speed_and_memory_marks(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = tmp_path / "news.txt"
-    out = run_main("benchmarks/predict_scale.py",
-                   [str(tiny_run), "--mb", "0.05", "--dev", str(GOOD), "--input", str(text),
-                    "--threads", "1", "--interval", "0.01", "--json"], capsys)
+    out = run_main(
+        "benchmarks/predict_scale.py",
+        [
+            str(tiny_run),
+            "--mb",
+            "0.05",
+            "--dev",
+            str(GOOD),
+            "--input",
+            str(text),
+            "--threads",
+            "1",
+            "--interval",
+            "0.01",
+            "--json",
+        ],
+        capsys,
+    )
     r = json.loads(out)
     assert r["exit_code"] == 0 and r["threads"] == 1
     assert r["input"]["bytes"] == text.stat().st_size
@@ -129,10 +165,13 @@ def test_runs_table_row_quotes_the_run(tiny_run: Path, capsys: pytest.CaptureFix
     m = metrics(tiny_run)
     kinds = sorted(m["test"]["entity"]["per_type"])
     assert table[0][:3] == ["run", "dev F1", "test F1"]
-    assert table[0][3:3 + len(kinds)] == [f"test {k}" for k in kinds]
+    assert table[0][3 : 3 + len(kinds)] == [f"test {k}" for k in kinds]
     row = table[2]
-    assert row[:3] == ["tiny", f"{100 * m['dev']['entity']['f1']:.2f}",
-                       f"{100 * m['test']['entity']['f1']:.2f}"]
+    assert row[:3] == [
+        "tiny",
+        f"{100 * m['dev']['entity']['f1']:.2f}",
+        f"{100 * m['test']['entity']['f1']:.2f}",
+    ]
     assert row[3 + len(kinds)] == f"{m['best_epoch']}/{m['epochs_run']}"
 
 
@@ -171,19 +210,38 @@ def test_plot_curve_writes_the_figure_and_the_time_table(
     best = max(log, key=lambda r: r["dev_f1"])
     first = log[0]
     png = tmp_path / "curve.png"
-    out = run_main("research/plot_curve.py",  # threshold 0: reached at the first epoch
-                   ["--output", str(png), "--threshold", "0", "--epochs", "2",
-                    f"tiny={tiny_run}", f"never={tiny_run}"], capsys)
+    out = run_main(
+        "research/plot_curve.py",  # threshold 0: reached at the first epoch
+        [
+            "--output",
+            str(png),
+            "--threshold",
+            "0",
+            "--epochs",
+            "2",
+            f"tiny={tiny_run}",
+            f"never={tiny_run}",
+        ],
+        capsys,
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = rows(out)
     epochs = table[2:4]  # --epochs 2: dev F1 per epoch, side by side
     assert [e[0] for e in epochs] == ["1", "2"]
     assert epochs[0][1] == epochs[0][2] == f"{100 * first['dev_f1']:.2f}"
     tiny = next(r for r in table if r[0] == "tiny")
-    assert tiny[1:] == [f"{first['elapsed_seconds']:.0f}", f"{100 * best['dev_f1']:.2f}",
-                        f"{best['elapsed_seconds']:.0f}"]
-    never = rows(run_main("research/plot_curve.py",
-                          ["--output", str(png), "--threshold", "101", f"x={tiny_run}"], capsys))
+    assert tiny[1:] == [
+        f"{first['elapsed_seconds']:.0f}",
+        f"{100 * best['dev_f1']:.2f}",
+        f"{best['elapsed_seconds']:.0f}",
+    ]
+    never = rows(
+        run_main(
+            "research/plot_curve.py",
+            ["--output", str(png), "--threshold", "101", f"x={tiny_run}"],
+            capsys,
+        )
+    )
     assert never[2][1] == "never"
 
 
@@ -193,9 +251,13 @@ def test_plot_curve_writes_the_figure_and_the_time_table(
 def test_ensemble_of_one_is_its_posterior_and_viterbi_is_evaluate(
     tiny_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    table = rows(run_main("research/ensemble.py",
-                          [str(tiny_run), str(tiny_run), "--splits", "dev", "--threads", "1"],
-                          capsys))
+    table = rows(
+        run_main(
+            "research/ensemble.py",
+            [str(tiny_run), str(tiny_run), "--splits", "dev", "--threads", "1"],
+            capsys,
+        )
+    )
     assert table[0] == ["k", "run", "dev Viterbi", "dev posterior", "dev ensemble of 1..k"]
     one, two = table[2], table[3]
     assert one[2] == f"{100 * metrics(tiny_run)['dev']['entity']['f1']:.2f}"  # as evaluate
@@ -211,8 +273,13 @@ def test_unseen_recall_groups_cover_every_dev_entity(
     from rnner.runs import load_run
 
     table = rows(run_main("research/unseen_recall.py", ["--mean", f"tiny={tiny_run}"], capsys))
-    assert table[0] == ["run", "seen recall", "pretrained recall", "unknown recall",
-                        "entities per group"]
+    assert table[0] == [
+        "run",
+        "seen recall",
+        "pretrained recall",
+        "unknown recall",
+        "entities per group",
+    ]
     tiny, mean = table[2], table[3]
     assert tiny[0] == "tiny" and mean[0] == "mean of 1" and mean[1:4] == tiny[1:4]
     cfg = load_run(str(tiny_run))[2]
@@ -228,8 +295,9 @@ def test_unseen_recall_groups_cover_every_dev_entity(
 def test_crf_precision_float32_gradient_is_close(
     tiny_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    table = rows(run_main("research/crf_precision.py", [str(tiny_run), "--sentences", "100"],
-                          capsys))
+    table = rows(
+        run_main("research/crf_precision.py", [str(tiny_run), "--sentences", "100"], capsys)
+    )
     assert len(table) == 2 + 2  # header, rule, batches of 64: 100 sentences
     assert sum(int(r[1]) for r in table[2:]) > 100  # tokens
     for r in table[2:]:
@@ -261,9 +329,16 @@ def glove_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vectors = root / "glove-small.txt"
     assert script("research/glove_subset.py").main([str(vectors), str(GOOD), str(unseen)]) == 0
     config = root / "tiny.toml"
-    config.write_text(to_toml(tiny_sections(
-        data={"train": str(GOOD), "dev": str(unseen), "test": str(unseen)},
-        model={"embeddings": str(vectors)}, train={"epochs": 3})), encoding="utf-8")
+    config.write_text(
+        to_toml(
+            tiny_sections(
+                data={"train": str(GOOD), "dev": str(unseen), "test": str(unseen)},
+                model={"embeddings": str(vectors)},
+                train={"epochs": 3},
+            )
+        ),
+        encoding="utf-8",
+    )
     assert main(["train", str(config), "--output", str(root / "run"), "--quiet"]) == 0
     return root
 
@@ -287,11 +362,18 @@ def test_oov_map_moves_only_unseen_words(
     glove_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = glove_run / "run"
-    out = run_main("research/oov_map.py",
-                   [str(run), "--alpha", "1", "1000", "--splits", "dev"], capsys)
+    out = run_main(
+        "research/oov_map.py", [str(run), "--alpha", "1", "1000", "--splits", "dev"], capsys
+    )
     table = rows(out)
-    assert table[0] == ["run", "train words fitted", "unseen words moved", "dev 0", "dev 1",
-                        "dev 1000"]
+    assert table[0] == [
+        "run",
+        "train words fitted",
+        "unseen words moved",
+        "dev 0",
+        "dev 1",
+        "dev 1000",
+    ]
     row = table[2]
     # train GOOD: eu rejects german call . peter blackburn münchen (the date has no vector);
     # dev only: paris accepts french plan

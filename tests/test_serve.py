@@ -36,12 +36,23 @@ LIMITS = ["--max-body-bytes", "200000", "--max-texts", "300", "--max-text-chars"
 SENTENCE = "Peter Blackburn of the European Commission visited Brussels on Monday."
 # Hand-checked: what the shipped model finds in SENTENCE.
 EXPECTED = [
-    {"text": "Peter Blackburn", "label": "PER", "start": 0, "end": 15, "token_start": 0,
-     "token_end": 2},
-    {"text": "European Commission", "label": "ORG", "start": 23, "end": 42, "token_start": 4,
-     "token_end": 6},
-    {"text": "Brussels", "label": "LOC", "start": 51, "end": 59, "token_start": 7,
-     "token_end": 8},
+    {
+        "text": "Peter Blackburn",
+        "label": "PER",
+        "start": 0,
+        "end": 15,
+        "token_start": 0,
+        "token_end": 2,
+    },
+    {
+        "text": "European Commission",
+        "label": "ORG",
+        "start": 23,
+        "end": 42,
+        "token_start": 4,
+        "token_end": 6,
+    },
+    {"text": "Brussels", "label": "LOC", "start": 51, "end": 59, "token_start": 7, "token_end": 8},
 ]
 
 
@@ -52,10 +63,24 @@ class Server:
     def __init__(self, *args: str):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rnner.cli", "serve", str(MODEL), "--port", "0",
-             "--threads", "1", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "rnner.cli",
+                "serve",
+                str(MODEL),
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                *args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         self.lines: list[str] = []
         self.port = 0
         ready = threading.Event()
@@ -89,8 +114,12 @@ class Server:
         return self.proc.returncode
 
 
-def request(url: str, body: bytes | None = None, method: str | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
+def request(
+    url: str,
+    body: bytes | None = None,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict | str]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
@@ -102,8 +131,11 @@ def request(url: str, body: bytes | None = None, method: str | None = None,
 
 
 def ner(server: Server, payload: object) -> dict:
-    status, body = request(server.url + "/v1/ner", json.dumps(payload).encode(),
-                           headers={"Content-Type": "application/json"})
+    status, body = request(
+        server.url + "/v1/ner",
+        json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert status == 200, body
     assert isinstance(body, dict)
     return body
@@ -141,14 +173,31 @@ def test_sentence_gives_the_hand_checked_spans(server: Server) -> None:
         time.sleep(0.05)
 
 
-def test_spans_are_those_of_rnner_predict_jsonl(server: Server, dev_texts: list[str],
-                                                tmp_path: Path) -> None:
+def test_spans_are_those_of_rnner_predict_jsonl(
+    server: Server, dev_texts: list[str], tmp_path: Path
+) -> None:
     source = tmp_path / "dev.txt"
     source.write_text("\n".join(dev_texts) + "\n", encoding="utf-8")
     out = tmp_path / "dev.jsonl"
-    subprocess.run([sys.executable, "-m", "rnner.cli", "predict", str(MODEL), "--input",
-                    str(source), "--output", str(out), "--format", "jsonl", "--quiet",
-                    "--threads", "1"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnner.cli",
+            "predict",
+            str(MODEL),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--format",
+            "jsonl",
+            "--quiet",
+            "--threads",
+            "1",
+        ],
+        check=True,
+    )
     cli = [json.loads(line)["spans"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert sum(len(s) for s in cli) > 150  # real sentences with real entities
     served = [r["spans"] for r in ner(server, {"texts": dev_texts})["results"]]
@@ -159,19 +208,40 @@ def test_spans_are_those_of_rnner_predict_jsonl(server: Server, dev_texts: list[
 
 
 def test_pretokenised_sentences(server: Server) -> None:
-    tokens = [["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
-              ["Peter", "Blackburn"]]
+    tokens = [
+        ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+        ["Peter", "Blackburn"],
+    ]
     results = ner(server, {"tokens": tokens})["results"]
     assert results[0]["spans"] == [
         {"text": "EU", "label": "ORG", "start": 0, "end": 2, "token_start": 0, "token_end": 1},
-        {"text": "German", "label": "MISC", "start": 11, "end": 17, "token_start": 2,
-         "token_end": 3},
-        {"text": "British", "label": "MISC", "start": 34, "end": 41, "token_start": 6,
-         "token_end": 7},
+        {
+            "text": "German",
+            "label": "MISC",
+            "start": 11,
+            "end": 17,
+            "token_start": 2,
+            "token_end": 3,
+        },
+        {
+            "text": "British",
+            "label": "MISC",
+            "start": 34,
+            "end": 41,
+            "token_start": 6,
+            "token_end": 7,
+        },
     ]
     assert results[1]["spans"] == [
-        {"text": "Peter Blackburn", "label": "PER", "start": 0, "end": 15, "token_start": 0,
-         "token_end": 2}]
+        {
+            "text": "Peter Blackburn",
+            "label": "PER",
+            "start": 0,
+            "end": 15,
+            "token_start": 0,
+            "token_end": 2,
+        }
+    ]
 
 
 def _batch_sizes(server: Server) -> tuple[float, float]:
@@ -179,8 +249,9 @@ def _batch_sizes(server: Server) -> tuple[float, float]:
     _, text = request(server.url + "/metrics")
     assert isinstance(text, str)
     count = float(re.search(r"^rnner_batch_requests_count (\S+)$", text, re.M).group(1))
-    ones = float(re.search(r'^rnner_batch_requests_bucket\{le="1\.0"\} (\S+)$', text,
-                           re.M).group(1))
+    ones = float(
+        re.search(r'^rnner_batch_requests_bucket\{le="1\.0"\} (\S+)$', text, re.M).group(1)
+    )
     return count, ones
 
 
@@ -191,8 +262,7 @@ def test_spans_do_not_depend_on_batch_mates(server: Server, dev_texts: list[str]
     jobs = [(i, t) for _ in range(4) for i, t in enumerate(texts)]
     random.Random(0).shuffle(jobs)
     with ThreadPoolExecutor(32) as pool:
-        loaded = list(pool.map(lambda job: (job[0], ner(server, {"text": job[1]})["spans"]),
-                               jobs))
+        loaded = list(pool.map(lambda job: (job[0], ner(server, {"text": job[1]})["spans"]), jobs))
     for i, spans in loaded:
         assert spans == alone[i], texts[i]
     batches1, ones1 = _batch_sizes(server)
@@ -219,24 +289,28 @@ BAD = [
     (b'{"tokens": [["Peter", " "]]}', 422, "tokens[0][1] must be a non-blank string, not ' '"),
     (b'{"tokens": ["Peter"]}', 422, "tokens[0] must be a list of strings, not a string"),
     (b'{"text": "a", "texts": ["b"]}', 422, "exactly one of text, texts, tokens (got text, "),
-    (b'{}', 422, "exactly one of text, texts, tokens"),
+    (b"{}", 422, "exactly one of text, texts, tokens"),
     (b'{"txt": "Peter"}', 422, "unknown field 'txt'"),
     (b'{"text": "\\ud800 Peter"}', 422, "text is not valid Unicode (a lone surrogate"),
-    (json.dumps({"text": "x" * 5001}).encode(), 413, "text has 5001 characters; the limit "
-                                                     "is 5000"),
-    (json.dumps({"texts": ["a"] * 301}).encode(), 413, "texts holds 301 items; the limit is "
-                                                       "300"),
-    (json.dumps({"texts": ["Peter . " * 600] * 50}).encode(), 413,
-     "body of 240211 bytes exceeds the limit of 200000 bytes"),
+    (json.dumps({"text": "x" * 5001}).encode(), 413, "text has 5001 characters; the limit is 5000"),
+    (json.dumps({"texts": ["a"] * 301}).encode(), 413, "texts holds 301 items; the limit is 300"),
+    (
+        json.dumps({"texts": ["Peter . " * 600] * 50}).encode(),
+        413,
+        "body of 240211 bytes exceeds the limit of 200000 bytes",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "message"), BAD,
-                         ids=[f"{i}-{m[:24]}" for i, (_, _, m) in enumerate(BAD)])
-def test_bad_input_gets_a_4xx_naming_it(server: Server, body: bytes, status: int,
-                                        message: str) -> None:
-    got, reply = request(server.url + "/v1/ner", body, method="POST",
-                         headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("body", "status", "message"), BAD, ids=[f"{i}-{m[:24]}" for i, (_, _, m) in enumerate(BAD)]
+)
+def test_bad_input_gets_a_4xx_naming_it(
+    server: Server, body: bytes, status: int, message: str
+) -> None:
+    got, reply = request(
+        server.url + "/v1/ner", body, method="POST", headers={"Content-Type": "application/json"}
+    )
     assert got == status, reply
     assert isinstance(reply, dict)
     assert message in reply["error"]["message"], reply
@@ -258,8 +332,10 @@ def raw_http(port: int, head: bytes, parts: list[bytes]) -> bytes:
 
 def test_chunked_body_past_the_limit_is_refused(server: Server) -> None:
     chunk = b"x" * 65536
-    head = (b"POST /v1/ner HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    head = (
+        b"POST /v1/ner HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
     parts = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 4 + [b"0\r\n\r\n"]
     with contextlib.suppress(ConnectionResetError, BrokenPipeError):
         reply = raw_http(server.port, head, parts)
@@ -276,8 +352,7 @@ def test_health_model_metrics_docs(server: Server) -> None:
     assert model["scheme"] == "IOB2"
     assert model["config"]["model"]["hidden_size"] == 200
     assert model["metrics"]["dev"]["entity"]["f1"] > 0.9
-    assert model["limits"] == {"max_body_bytes": 200000, "max_texts": 300,
-                               "max_text_chars": 5000}
+    assert model["limits"] == {"max_body_bytes": 200000, "max_texts": 300, "max_text_chars": 5000}
     status, spec = request(server.url + "/openapi.json")
     assert status == 200 and isinstance(spec, dict)
     assert "requestBody" in spec["paths"]["/v1/ner"]["post"]
@@ -290,8 +365,9 @@ def test_health_model_metrics_docs(server: Server) -> None:
     ner(server, {"text": SENTENCE})
     _, text = request(server.url + "/metrics")
     assert isinstance(text, str)
-    m = re.search(r'^rnner_requests_total\{method="POST",path="/v1/ner",status="200"\} (\S+)$',
-                  text, re.M)
+    m = re.search(
+        r'^rnner_requests_total\{method="POST",path="/v1/ner",status="200"\} (\S+)$', text, re.M
+    )
     assert m and float(m.group(1)) >= 1
     assert re.search(r"^rnner_tokens_total (\S+)$", text, re.M)
     assert 'rnner_request_seconds_bucket{le="0.001",path="/v1/ner"}' in text
@@ -301,8 +377,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
     s = Server()
     try:
         body = json.dumps({"text": SENTENCE}).encode()
-        head = (b"POST /v1/ner HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        head = (
+            b"POST /v1/ner HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         with socket.create_connection(("127.0.0.1", s.port), timeout=60) as sock:
             sock.sendall(head + body[:10])  # the request is now in flight...
             time.sleep(0.5)
@@ -355,9 +433,15 @@ def test_page_highlights_entities_in_a_real_browser(server: Server, tmp_path: Pa
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--no-first-run",
-                 "--disable-dev-shm-usage", "--window-size=1000,760"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1000,760",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     try:
@@ -372,17 +456,30 @@ def test_page_highlights_entities_in_a_real_browser(server: Server, tmp_path: Pa
         driver.find_element(By.ID, "tag").click()
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#result mark.entity")))
         marks = driver.find_elements(By.CSS_SELECTOR, "#result mark.entity")
-        found = [(m.find_element(By.CSS_SELECTOR, ".text").text, m.get_attribute("data-label"),
-                  int(m.get_attribute("data-start"))) for m in marks]
+        found = [
+            (
+                m.find_element(By.CSS_SELECTOR, ".text").text,
+                m.get_attribute("data-label"),
+                int(m.get_attribute("data-start")),
+            )
+            for m in marks
+        ]
         assert found == [(s["text"], s["label"], s["start"]) for s in EXPECTED]
         # the whole text is shown back, entities in place
         result = driver.find_element(By.ID, "result")
-        assert driver.execute_script(
-            "return Array.from(arguments[0].childNodes).map(n => n.nodeType === 3 ? "
-            "n.textContent : n.querySelector('.text').textContent).join('')", result) == SENTENCE
+        assert (
+            driver.execute_script(
+                "return Array.from(arguments[0].childNodes).map(n => n.nodeType === 3 ? "
+                "n.textContent : n.querySelector('.text').textContent).join('')",
+                result,
+            )
+            == SENTENCE
+        )
         # each type in its own colour, the legend's
-        colours = {m.get_attribute("data-label"): m.value_of_css_property("background-color")
-                   for m in marks}
+        colours = {
+            m.get_attribute("data-label"): m.value_of_css_property("background-color")
+            for m in marks
+        }
         assert len(set(colours.values())) == 3
         for e in driver.find_elements(By.CSS_SELECTOR, "#legend span"):
             if e.text in colours:

@@ -86,7 +86,10 @@ def test_stdin_pipe_streams_before_input_ends(tiny_run: Path) -> None:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 0 cols: no bar
     proc = subprocess.Popen(
         [sys.executable, "-m", "rnner.cli", "predict", str(tiny_run), "--format", "jsonl"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave, env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=child_env(),
     )
     os.close(slave)
     assert proc.stdin is not None and proc.stdout is not None
@@ -141,25 +144,32 @@ def test_stdin_pipe_streams_before_input_ends(tiny_run: Path) -> None:
 @pytest.fixture
 def bad_file(tmp_path: Path) -> Path:
     path = tmp_path / "in.txt"
-    path.write_bytes(b"Peter Blackburn visited Brussels.\n"
-                     b"M\xfcnchen is not UTF-8.\n"
-                     b"\n"
-                     b"binary\x00data\n"
-                     b"EU rejects German call.\n")
+    path.write_bytes(
+        b"Peter Blackburn visited Brussels.\n"
+        b"M\xfcnchen is not UTF-8.\n"
+        b"\n"
+        b"binary\x00data\n"
+        b"EU rejects German call.\n"
+    )
     return path
 
 
-def test_skip_bad_lines_and_count_them(capsys: pytest.CaptureFixture[str], tiny_run: Path,
-                                       bad_file: Path) -> None:
+def test_skip_bad_lines_and_count_them(
+    capsys: pytest.CaptureFixture[str], tiny_run: Path, bad_file: Path
+) -> None:
     code, out, err = cli(capsys, "predict", tiny_run, "--input", bad_file, "--on-error", "skip")
     assert (code, err) == (0, f"{bad_file}: skipped 2 bad line(s)\n")  # no bar: not a terminal
     got = records(out)
     assert [(r["line"], r["text"]) for r in got] == [
-        (1, "Peter Blackburn visited Brussels."), (3, ""), (5, "EU rejects German call.")]
+        (1, "Peter Blackburn visited Brussels."),
+        (3, ""),
+        (5, "EU rejects German call."),
+    ]
 
 
-def test_bad_line_fails_with_its_line_number(capsys: pytest.CaptureFixture[str], tiny_run: Path,
-                                             bad_file: Path) -> None:
+def test_bad_line_fails_with_its_line_number(
+    capsys: pytest.CaptureFixture[str], tiny_run: Path, bad_file: Path
+) -> None:
     code, out, err = cli(capsys, "predict", tiny_run, "--input", bad_file, "--quiet")
     assert (code, err) == (2, f"{bad_file}:2: not UTF-8 text\n")
     bad_file.write_bytes(bad_file.read_bytes().replace(b"\xfc", b"u"))
@@ -167,8 +177,12 @@ def test_bad_line_fails_with_its_line_number(capsys: pytest.CaptureFixture[str],
     assert (code, err) == (2, f"{bad_file}:4: binary data (NUL byte)\n")
 
 
-def test_overlong_lines_are_bad_lines(capsys: pytest.CaptureFixture[str], tiny_run: Path,
-                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overlong_lines_are_bad_lines(
+    capsys: pytest.CaptureFixture[str],
+    tiny_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The limit counts characters; a line far past it is read in blocks and dropped."""
     monkeypatch.setattr(stream, "MAX_LINE_CHARS", 1000)
     monkeypatch.setattr(stream, "READ_SIZE", 4096)  # the long line spans many reads
@@ -182,8 +196,9 @@ def test_overlong_lines_are_bad_lines(capsys: pytest.CaptureFixture[str], tiny_r
     assert (code, err) == (2, f"{path}:2: line longer than 1000 characters\n")
 
 
-def test_byte_order_mark_and_crlf(capsys: pytest.CaptureFixture[str], tiny_run: Path,
-                                  tmp_path: Path) -> None:
+def test_byte_order_mark_and_crlf(
+    capsys: pytest.CaptureFixture[str], tiny_run: Path, tmp_path: Path
+) -> None:
     path = tmp_path / "windows.txt"
     path.write_bytes(b"\xef\xbb\xbfEU rejects German call.\r\n\r\nPeter Blackburn\r\n")
     code, out, _ = cli(capsys, "predict", tiny_run, "--input", path)
@@ -205,8 +220,9 @@ CONLL_IN = (
 )
 
 
-def test_conll_round_trip(capsys: pytest.CaptureFixture[str], tiny_run: Path,
-                          tmp_path: Path) -> None:
+def test_conll_round_trip(
+    capsys: pytest.CaptureFixture[str], tiny_run: Path, tmp_path: Path
+) -> None:
     """Same tokens out, `word TAG` rows, a blank line after each sentence, -DOCSTART- kept
     (so documents survive for models with document context)."""
     path = tmp_path / "in.conll"
@@ -220,30 +236,40 @@ def test_conll_round_trip(capsys: pytest.CaptureFixture[str], tiny_run: Path,
     assert all(len(row.split()) == 2 for b in blocks for row in b.splitlines())
     back = list(parse_conll(out.split("\n"), "<output>"))
     expected = list(parse_conll(CONLL_IN.split("\n"), "<input>", labelled=False))
-    assert [s.tokens for s in back] == [s.tokens for s in expected] == [
-        ("EU", "rejects", "German", "call"), ("Peter", "Blackburn"), ("BRUSSELS", "1996-08-22")]
+    assert (
+        [s.tokens for s in back]
+        == [s.tokens for s in expected]
+        == [("EU", "rejects", "German", "call"), ("Peter", "Blackburn"), ("BRUSSELS", "1996-08-22")]
+    )
     assert [s.doc_id for s in back] == [s.doc_id for s in expected] == [0, 0, 1]
 
 
-def test_conll_without_docstart_writes_none(capsys: pytest.CaptureFixture[str], tiny_run: Path,
-                                            tmp_path: Path) -> None:
+def test_conll_without_docstart_writes_none(
+    capsys: pytest.CaptureFixture[str], tiny_run: Path, tmp_path: Path
+) -> None:
     path = tmp_path / "in.conll"
     path.write_text("EU\nrejects\n\nPeter\nBlackburn\n", encoding="utf-8")
     code, out, _ = cli(capsys, "predict", tiny_run, "--input", path, "--format", "conll")
     assert code == 0
     assert "DOCSTART" not in out
     assert [row.split()[0] for row in out.splitlines() if row] == [
-        "EU", "rejects", "Peter", "Blackburn"]
+        "EU",
+        "rejects",
+        "Peter",
+        "Blackburn",
+    ]
 
 
-def test_conll_bad_line_skipped_keeps_its_sentence(capsys: pytest.CaptureFixture[str],
-                                                   tiny_run: Path, tmp_path: Path) -> None:
+def test_conll_bad_line_skipped_keeps_its_sentence(
+    capsys: pytest.CaptureFixture[str], tiny_run: Path, tmp_path: Path
+) -> None:
     path = tmp_path / "in.conll"
     path.write_bytes(b"EU NNP\nrejects\nM\xfcnchen NNP\nGerman JJ\n\nPeter NNP\n")
     code, _, err = cli(capsys, "predict", tiny_run, "--input", path, "--format", "conll")
     assert (code, err) == (2, f"{path}:2: expected 2 columns, found 1\n")
-    code, out, err = cli(capsys, "predict", tiny_run, "--input", path, "--format", "conll",
-                         "--on-error", "skip")
+    code, out, err = cli(
+        capsys, "predict", tiny_run, "--input", path, "--format", "conll", "--on-error", "skip"
+    )
     assert (code, err) == (0, f"{path}: skipped 2 bad line(s)\n")
     sents = [[row.split()[0] for row in b.splitlines()] for b in out.strip().split("\n\n")]
     assert sents == [["EU", "German"], ["Peter"]]
@@ -253,7 +279,9 @@ def test_conll_bad_line_skipped_keeps_its_sentence(capsys: pytest.CaptureFixture
 
 
 def test_output_file_untouched_by_a_failure_mid_file(
-    capsys: pytest.CaptureFixture[str], tiny_run: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_run: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Several chunks are tagged and written before the bad line; none of it shows."""
@@ -274,11 +302,11 @@ def test_output_file_untouched_by_a_failure_mid_file(
     assert target.read_text(encoding="utf-8") == "old results\n"
     assert [p.name for p in out_dir.iterdir()] == ["tagged.jsonl"]
 
-    code, out, err = cli(capsys, "predict", tiny_run, "--input", path, "--output", target,
-                         "--on-error", "skip")
+    code, out, err = cli(
+        capsys, "predict", tiny_run, "--input", path, "--output", target, "--on-error", "skip"
+    )
     assert (code, out) == (0, "")
-    assert [r["line"] for r in records(target.read_text(encoding="utf-8"))] == [
-        *range(1, 171), 172]
+    assert [r["line"] for r in records(target.read_text(encoding="utf-8"))] == [*range(1, 171), 172]
 
 
 # --- chunking and memory -------------------------------------------------------------------
@@ -288,8 +316,7 @@ def test_chunks_end_at_size_weight_or_quiet_input(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(stream, "CHUNK_LINES", 3)
     monkeypatch.setattr(stream, "CHUNK_CHARS", 10)
     items = ["a", "b", "c", "d", None, "e", "x" * 9, "f", "g", None, None]
-    assert list(stream._chunks(items, len)) == [["a", "b", "c"], ["d"], ["e", "x" * 9],
-                                                ["f", "g"]]
+    assert list(stream._chunks(items, len)) == [["a", "b", "c"], ["d"], ["e", "x" * 9], ["f", "g"]]
 
 
 def peak_bytes(tagger: Tagger, source: Path, target: Path) -> int:
@@ -302,8 +329,9 @@ def peak_bytes(tagger: Tagger, source: Path, target: Path) -> int:
         tracemalloc.stop()
 
 
-def test_memory_does_not_grow_with_the_input(tagger: Tagger, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_does_not_grow_with_the_input(
+    tagger: Tagger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """4x the input: about the same peak when chunked; ~4x when it is all one chunk (which
     shows that the measurement can see the difference)."""
     monkeypatch.setattr(stream, "CHUNK_LINES", 300)

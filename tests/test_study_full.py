@@ -40,7 +40,8 @@ def _sweeps(tmp: Path, base: str = "../tiny.toml") -> Path:
     (d / "00_default.toml").write_text(f'base = "{base}"\nseeds = [1, 2]\npriority = 0\n')
     (d / "01_lr.toml").write_text(
         f'base = "{base}"\nseeds = [1, 2]\npriority = 2\ngroup = "training"\n'
-        '[grid]\n"train.lr" = [0.003, 0.01]\n')
+        '[grid]\n"train.lr" = [0.003, 0.01]\n'
+    )
     return d
 
 
@@ -48,8 +49,15 @@ def _sweeps(tmp: Path, base: str = "../tiny.toml") -> Path:
 
 
 def _row(sweep: str, level: dict, seed: int, dev: float) -> dict[str, str]:
-    return {"sweep": sweep, "seed": str(seed), "level": json.dumps(level), "dev_f1": str(dev),
-            "trained_for": sweep, "run_id": "x", "overrides": "{}"}
+    return {
+        "sweep": sweep,
+        "seed": str(seed),
+        "level": json.dumps(level),
+        "dev_f1": str(dev),
+        "trained_for": sweep,
+        "run_id": "x",
+        "overrides": "{}",
+    }
 
 
 def test_an_edge_best_rate_grows_the_grid_one_step_at_a_time(tmp_path: Path) -> None:
@@ -58,17 +66,25 @@ def test_an_edge_best_rate_grows_the_grid_one_step_at_a_time(tmp_path: Path) -> 
     (d / "01_lr.toml").write_text(
         'base = "../tiny.toml"\nseeds = [1]\n[grid]\n"train.batch_size" = [8, 32]\n'
         '"train.lr" = [0.001, 0.002, 0.004]\n'
-        '[extend]\nkey = "train.lr"\nfactor = 2.0\nmax_steps = 1\n')
+        '[extend]\nkey = "train.lr"\nfactor = 2.0\nmax_steps = 1\n'
+    )
     sweep = study.read_sweep(d / "01_lr.toml")
-    rows = [_row("01_lr", {"train.batch_size": 8, "train.lr": lr}, 1, dev)
-            for lr, dev in ((0.001, 90.0), (0.002, 91.0), (0.004, 92.0))]
+    rows = [
+        _row("01_lr", {"train.batch_size": 8, "train.lr": lr}, 1, dev)
+        for lr, dev in ((0.001, 90.0), (0.002, 91.0), (0.004, 92.0))
+    ]
     # batch 32 has no results yet: only batch 8's row (best at the top edge) grows
     assert study.extensions(sweep, study.levels(sweep, []), rows) == [
-        {"train.batch_size": 8, "train.lr": 0.008}]
+        {"train.batch_size": 8, "train.lr": 0.008}
+    ]
     rows.append(_row("01_lr", {"train.batch_size": 8, "train.lr": 0.008}, 1, 93.0))
     levels = study.levels(sweep, rows)  # the extension is now a level of its own, and last
     assert sorted(lv["train.lr"] for lv in levels if lv["train.batch_size"] == 8) == [
-        0.001, 0.002, 0.004, 0.008]
+        0.001,
+        0.002,
+        0.004,
+        0.008,
+    ]
     assert study.extensions(sweep, levels, rows) == []  # max_steps = 1 reached
     rows[1]["dev_f1"] = "99"  # best inside the range: nothing to add
     assert study.extensions(sweep, study.levels(sweep, rows[:3]), rows[:3]) == []
@@ -96,9 +112,12 @@ def test_a_run_to_copy_is_not_counted_as_a_run_left(tmp_path: Path) -> None:
     (tmp_path / "tiny.toml").write_text(to_toml(tiny_sections()))
     shared, sweeps = study.read_sweeps(_sweeps(tmp_path))
     rid = study.build_queue(shared, {}, sweeps, {}, tmp_path)[0].rid  # the default's
-    results = {"00_default": [
-        {**_row("00_default", {}, seed, 90.0), "run_id": rid, "cpu_seconds": "100"}
-        for seed in (1, 2)]}
+    results = {
+        "00_default": [
+            {**_row("00_default", {}, seed, 90.0), "run_id": rid, "cpu_seconds": "100"}
+            for seed in (1, 2)
+        ]
+    }
     jobs = study.build_queue(shared, {}, sweeps, results, tmp_path)
     assert len(jobs) == 4  # 01_lr: lr 0.003 to train, lr 0.01 (the default's) to copy
     est = study.estimate(sweeps, jobs, results, 1)
@@ -114,7 +133,12 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert "--resume" not in study.train_command(["rnner"], job, out)
     (out / "checkpoint.safetensors").write_bytes(b"")
     assert study.train_command(["rnner"], job, out) == [
-        "rnner", "train", "--resume", str(out), "--quiet"]
+        "rnner",
+        "train",
+        "--resume",
+        str(out),
+        "--quiet",
+    ]
 
 
 def test_a_bad_sweep_file_is_one_line_naming_it(tmp_path: Path) -> None:
@@ -138,31 +162,66 @@ def test_a_row_with_a_new_column_keeps_the_old_rows_aligned(tmp_path: Path) -> N
 
 
 def _run(d: Path, tmp: Path, *more: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "study_full.py"), "--sweeps", str(d),
-         "--results", str(tmp / "repo" / "docs" / "res"), "--runs", str(tmp / "runs"),
-         "--lanes", "2", "--rnner", f"{sys.executable} -m rnner.cli",
-         "--set", "data.max_sentences=30", *more],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "study_full.py"),
+            "--sweeps",
+            str(d),
+            "--results",
+            str(tmp / "repo" / "docs" / "res"),
+            "--runs",
+            str(tmp / "runs"),
+            "--lanes",
+            "2",
+            "--rnner",
+            f"{sys.executable} -m rnner.cli",
+            "--set",
+            "data.max_sentences=30",
+            *more,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_the_runner_records_every_run_once_and_skips_them_on_rerun(
-        tmp_path: Path, conll_dir: Path) -> None:
+    tmp_path: Path, conll_dir: Path
+) -> None:
     cfg = tiny_sections(data={"data_dir": str(conll_dir.parent)})
     (tmp_path / "tiny.toml").write_text(to_toml(cfg))
     d = _sweeps(tmp_path)
     repo = tmp_path / "repo"
     (repo / "docs").mkdir(parents=True)
     _git(repo, "init", "-q")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
-         "-m", "start")
+    _git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "start",
+    )
     (repo / "other.txt").write_text("staged work of someone else\n")
     _git(repo, "add", "other.txt")
     first = _run(d, tmp_path, "--commit")
@@ -178,8 +237,9 @@ def test_the_runner_records_every_run_once_and_skips_them_on_rerun(
     res = repo / "docs" / "res"
     # 00_default seeds 1, 2 and 01_lr's lr 0.003 seeds 1, 2 trained; lr 0.01 is the default
     assert first.stdout.count(" start ") == 4
-    rows = {name: list(csv.DictReader((res / f"{name}.csv").open()))
-            for name in ("00_default", "01_lr")}
+    rows = {
+        name: list(csv.DictReader((res / f"{name}.csv").open())) for name in ("00_default", "01_lr")
+    }
     assert len(rows["00_default"]) == 2 and len(rows["01_lr"]) == 4
     shared = [r for r in rows["01_lr"] if r["train.lr"] == "0.01"]
     assert [r["trained_for"] for r in shared] == ["00_default", "00_default"]
@@ -209,19 +269,41 @@ def _fake_results(tmp: Path) -> tuple[Path, Path]:
     d = _sweeps(tmp)
     (d / "10_dropout.toml").write_text(
         'title = "Dropout"\nbase = "../tiny.toml"\nseeds = [1, 2, 3]\n'
-        '[grid]\n"model.dropout" = [0.0, 0.5]\n')
+        '[grid]\n"model.dropout" = [0.0, 0.5]\n'
+    )
     (d / "00_default.toml").write_text('base = "../tiny.toml"\nseeds = [1, 2, 3]\n')
     res = tmp / "res"
     sweeps = {s.name: s for s in study.read_sweeps(d)[1]}
 
-    def add(sweep: str, level: dict, rid: str, seed: int, dev: float, test: float,
-            trained_for: str | None = None) -> None:
-        study.append_row(res / f"{sweep}.csv", study.columns(sweeps[sweep]), {
-            "sweep": sweep, "run_id": rid, "seed": seed, "level": json.dumps(level),
-            **{k: study.fmt_value(v) for k, v in level.items()}, "overrides": "{}",
-            "best_epoch": 2, "epochs_run": 3, "dev_f1": dev, "test_f1": test,
-            "dev_f1_by_epoch": f"{dev - 2} {dev} {dev - 1}", "cpu_seconds": 60,
-            "machine": "test CPU, 2 cores", "trained_for": trained_for or sweep})
+    def add(
+        sweep: str,
+        level: dict,
+        rid: str,
+        seed: int,
+        dev: float,
+        test: float,
+        trained_for: str | None = None,
+    ) -> None:
+        study.append_row(
+            res / f"{sweep}.csv",
+            study.columns(sweeps[sweep]),
+            {
+                "sweep": sweep,
+                "run_id": rid,
+                "seed": seed,
+                "level": json.dumps(level),
+                **{k: study.fmt_value(v) for k, v in level.items()},
+                "overrides": "{}",
+                "best_epoch": 2,
+                "epochs_run": 3,
+                "dev_f1": dev,
+                "test_f1": test,
+                "dev_f1_by_epoch": f"{dev - 2} {dev} {dev - 1}",
+                "cpu_seconds": 60,
+                "machine": "test CPU, 2 cores",
+                "trained_for": trained_for or sweep,
+            },
+        )
 
     for seed, dev in zip((1, 2, 3), (94.0, 95.0, 96.0), strict=True):
         add("00_default", {}, "def", seed, dev, dev - 4)
@@ -241,8 +323,10 @@ def test_the_page_compares_each_level_with_the_default(tmp_path: Path) -> None:
     # (Welch-Satterthwaite): p 0.221, where Student's test (pooled variance, 4 df) gives 0.196
     assert "| **0** | 97.00 ± 2.00 | 93.00 ± 2.00 | +2.00 | 0.221 | +2.00 | 0.221 | 3 |" in text
     assert "| 0.5 (default) | 95.00 ± 1.00 | 91.00 ± 1.00 | ref. |" in text
-    assert ("**No level is significantly better than the default**: the best, 0, is +2.00 "
-            "dev F1 (p = 0.221)") in text
+    assert (
+        "**No level is significantly better than the default**: the best, 0, is +2.00 "
+        "dev F1 (p = 0.221)"
+    ) in text
     # 01_lr lacks the default's values: the default's own runs are its reference row
     assert "| **configs/conll03.toml (default)** | 95.00 ± 1.00 | 91.00 ± 1.00 | ref. |" in text
     assert "| 0.003 | 90.50 ± 0.71 | 86.50 ± 0.71 | -4.50 | 0.011 * |" in text
@@ -266,7 +350,8 @@ def test_a_level_short_of_seeds_is_marked_and_never_judged(tmp_path: Path) -> No
 
 
 def test_a_stopped_study_resumes_its_run_to_the_uninterrupted_result(
-        tmp_path: Path, conll_dir: Path) -> None:
+    tmp_path: Path, conll_dir: Path
+) -> None:
     cfg = tiny_sections(data={"data_dir": str(conll_dir.parent), "max_sentences": 200})
     (tmp_path / "tiny.toml").write_text(to_toml(cfg))
     d = tmp_path / "sweeps"
@@ -274,11 +359,23 @@ def test_a_stopped_study_resumes_its_run_to_the_uninterrupted_result(
     (d / "study.toml").write_text('[set]\n"train.epochs" = 4\n"train.threads" = 1\n')
     (d / "00_default.toml").write_text('base = "../tiny.toml"\nseeds = [1]\n')
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    cmd = [sys.executable, str(REPO / "benchmarks" / "study_full.py"), "--sweeps", str(d),
-           "--results", str(tmp_path / "res"), "--runs", str(tmp_path / "runs"), "--lanes", "1",
-           "--rnner", f"{sys.executable} -m rnner.cli"]
-    study_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env=env)
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "study_full.py"),
+        "--sweeps",
+        str(d),
+        "--results",
+        str(tmp_path / "res"),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--lanes",
+        "1",
+        "--rnner",
+        f"{sys.executable} -m rnner.cli",
+    ]
+    study_proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     deadline = time.monotonic() + 300
     while not list((tmp_path / "runs").glob("*/seed1/log.jsonl")):  # one epoch done
         assert time.monotonic() < deadline and study_proc.poll() is None
@@ -295,9 +392,26 @@ def test_a_stopped_study_resumes_its_run_to_the_uninterrupted_result(
     assert f"train --resume {run} --quiet" in (run / "train.log").read_text()
     row = next(csv.DictReader((tmp_path / "res" / "00_default.csv").open()))
     ref = tmp_path / "ref"
-    subprocess.run([sys.executable, "-m", "rnner.cli", "train", str(tmp_path / "tiny.toml"),
-                    "--output", str(ref), "--quiet", "--seed", "1", "--set", "train.epochs=4"],
-                   check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnner.cli",
+            "train",
+            str(tmp_path / "tiny.toml"),
+            "--output",
+            str(ref),
+            "--quiet",
+            "--seed",
+            "1",
+            "--set",
+            "train.epochs=4",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     metrics = json.loads((ref / "metrics.json").read_text())
     assert row["dev_f1"] == f"{100 * metrics['dev']['entity']['f1']:.4f}"
     assert row["test_f1"] == f"{100 * metrics['test']['entity']['f1']:.4f}"

@@ -14,13 +14,39 @@ from rnner.runs import load_run, load_weights
 from rnner.training import WeightAverage, fit, make_optimizer
 from rnner.vocab import build_vocabs
 
-RUN_FILES = {"model.safetensors", "config.json", "vocab.json", "run.json", "metrics.json",
-             "log.jsonl"}
-LOG_KEYS = {"epoch", "train_loss", "dev_precision", "dev_recall", "dev_f1", "lr",
-            "train_seconds", "sentences_per_s", "tokens_per_s", "elapsed_seconds", "best"}
+RUN_FILES = {
+    "model.safetensors",
+    "config.json",
+    "vocab.json",
+    "run.json",
+    "metrics.json",
+    "log.jsonl",
+}
+LOG_KEYS = {
+    "epoch",
+    "train_loss",
+    "dev_precision",
+    "dev_recall",
+    "dev_f1",
+    "lr",
+    "train_seconds",
+    "sentences_per_s",
+    "tokens_per_s",
+    "elapsed_seconds",
+    "best",
+}
 # The distinct word keys of tests/data/good/small.txt (lower-cased, digits as 0).
-SMALL_WORDS = {"eu", "rejects", "german", "call", ".", "peter", "blackburn", "münchen",
-               "0000-00-00"}
+SMALL_WORDS = {
+    "eu",
+    "rejects",
+    "german",
+    "call",
+    ".",
+    "peter",
+    "blackburn",
+    "münchen",
+    "0000-00-00",
+}
 
 
 def tiny_config(**overrides) -> Config:
@@ -130,8 +156,10 @@ def test_fit_is_reproducible(tmp_path):
 
 def test_early_stopping(tmp_path):
     # With lr 0 nothing changes, so dev F1 never improves after epoch 1.
-    cfg = tiny_config(data={"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)},
-                      train={"lr": 0.0, "epochs": 10, "patience": 2})
+    cfg = tiny_config(
+        data={"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)},
+        train={"lr": 0.0, "epochs": 10, "patience": 2},
+    )
     metrics = fit(cfg, tmp_path / "run", progress=False)
     assert metrics["best_epoch"] == 1
     assert metrics["epochs_run"] == 3
@@ -156,8 +184,10 @@ def test_weight_average_warms_up_then_decays_and_swaps_back():
 
 
 def test_fit_with_weight_average_scores_and_saves_the_average(tmp_path):
-    cfg = tiny_config(data={"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)},
-                      train={"ema": 0.9, "select": "last"})
+    cfg = tiny_config(
+        data={"train": str(GOOD), "dev": str(GOOD), "test": str(GOOD)},
+        train={"ema": 0.9, "select": "last"},
+    )
     fit(cfg, tmp_path / "run", progress=False)
     state = checkpoint.load(tmp_path / "run")
     saved = load_weights(tmp_path / "run")
@@ -218,25 +248,43 @@ TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC"]]
 
 # A few representative cells that together touch every option once; what each architecture
 # outputs is tested for all of them in test_architectures.py.
-@pytest.mark.parametrize(("cell", "char_encoder", "output", "extra"), [
-    ("lstm", "cnn", "crf", {}),
-    ("gru", "lstm", "softmax", {"locked_dropout": True}),
-    ("rnn", "none", "crf", {"repeat_pooling": True}),
-    ("lstm", "lstm", "crf", {"repeat_pooling": True, "repeat_key": "lowercase",
-                             "pool_layers": 1}),
-    ("gru", "cnn", "softmax", {"lm_weight": 0.1, "lm_vocab": 3}),
-])
+@pytest.mark.parametrize(
+    ("cell", "char_encoder", "output", "extra"),
+    [
+        ("lstm", "cnn", "crf", {}),
+        ("gru", "lstm", "softmax", {"locked_dropout": True}),
+        ("rnn", "none", "crf", {"repeat_pooling": True}),
+        (
+            "lstm",
+            "lstm",
+            "crf",
+            {"repeat_pooling": True, "repeat_key": "lowercase", "pool_layers": 1},
+        ),
+        ("gru", "cnn", "softmax", {"lm_weight": 0.1, "lm_vocab": 3}),
+    ],
+)
 def test_an_architecture_takes_a_step(cell, char_encoder, output, extra):
     torch.manual_seed(0)
     vocabs = build_vocabs(SENTS, TAGS)
-    cfg = tiny_config(model={"cell": cell, "char_encoder": char_encoder, "output": output,
-                             "layers": 2, "casing_dim": 3, "hidden_size": 6, "char_hidden": 4,
-                             **extra})
+    cfg = tiny_config(
+        model={
+            "cell": cell,
+            "char_encoder": char_encoder,
+            "output": output,
+            "layers": 2,
+            "casing_dim": 3,
+            "hidden_size": 6,
+            "char_hidden": 4,
+            **extra,
+        }
+    )
     model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), 5)
     assert (model.chars is None) == (char_encoder == "none")
     assert len(model.encoder.forward_rnns) == 2
-    assert isinstance(model.encoder.forward_rnns[0], {"rnn": torch.nn.RNN, "gru": torch.nn.GRU,
-                                                      "lstm": torch.nn.LSTM}[cell])
+    assert isinstance(
+        model.encoder.forward_rnns[0],
+        {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell],
+    )
     batch = batching.make_batch(batching.encode(SENTS, vocabs, TAGS), np.arange(3))
     opt = make_optimizer(cfg, list(model.parameters()))
     before = model.proj.weight.detach().clone()
@@ -257,9 +305,11 @@ def test_train_on_dev_keeps_the_last_epoch(conll_dir, tmp_path):
 
     with pytest.raises(ConfigError, match="data.train_on_dev"):
         Config.from_dict({"data": {"train_on_dev": True}})
-    cfg = Config.from_dict(tiny_sections(
-        data={"max_sentences": 40, "train_on_dev": True},
-        train={"select": "last", "epochs": 3}))
+    cfg = Config.from_dict(
+        tiny_sections(
+            data={"max_sentences": 40, "train_on_dev": True}, train={"select": "last", "epochs": 3}
+        )
+    )
     assert len(load_corpus(cfg).train) == 80
     metrics = fit(cfg, tmp_path / "run", progress=False)
     assert metrics["best_epoch"] == 3
@@ -268,24 +318,29 @@ def test_train_on_dev_keeps_the_last_epoch(conll_dir, tmp_path):
 def test_train_trust_file_is_read_by_line_and_checked(conll_dir, tmp_path):
     from rnner.conll import InputError
 
-    base = tiny_sections(data={"max_sentences": 40, "context": "document",
-                               "max_context_tokens": 200})
+    base = tiny_sections(
+        data={"max_sentences": 40, "context": "document", "max_context_tokens": 200}
+    )
     train = load_corpus(Config.from_dict(base)).train
     trust_file = tmp_path / "trust.tsv"
-    trust_file.write_text(f"# flagged by fold teachers\n{train[3].line}\t0.7\n\n"
-                          f"{train[5].line}\t0.49  # twice\n", encoding="utf-8")
+    trust_file.write_text(
+        f"# flagged by fold teachers\n{train[3].line}\t0.7\n\n{train[5].line}\t0.49  # twice\n",
+        encoding="utf-8",
+    )
     base["data"]["train_trust"] = str(trust_file)
     corpus = load_corpus(Config.from_dict(base))
     assert corpus.trust == [1.0] * 3 + [0.7, 1.0, 0.49] + [1.0] * 34
     assert corpus.paths["train_trust"] == str(trust_file)
-    with_dev = load_corpus(Config.from_dict(tiny_sections(
-        data={**base["data"], "train_on_dev": True}, train={"select": "last"})))
+    with_dev = load_corpus(
+        Config.from_dict(
+            tiny_sections(data={**base["data"], "train_on_dev": True}, train={"select": "last"})
+        )
+    )
     assert with_dev.trust == corpus.trust + [1.0] * 40
 
     # Each token of a sentence carries its trust, through articles joined into one sequence.
     cfg = Config.from_dict(base)
-    vocabs = build_vocabs([s.tokens for s in corpus.train],
-                          [list(s.tags) for s in corpus.train])
+    vocabs = build_vocabs([s.tokens for s in corpus.train], [list(s.tags) for s in corpus.train])
     from rnner.pipeline import encode_split
 
     split = encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
@@ -322,8 +377,9 @@ def test_loss_with_full_trust_is_the_plain_loss_and_doubt_lowers_it(output):
     model.eval()
     plain = model.loss(batching.make_batch(batching.encode(SENTS, vocabs, TAGS), np.arange(3)))
     full = [[1.0] * len(s) for s in SENTS]
-    trusted = model.loss(batching.make_batch(batching.encode(SENTS, vocabs, TAGS, full),
-                                             np.arange(3)))
+    trusted = model.loss(
+        batching.make_batch(batching.encode(SENTS, vocabs, TAGS, full), np.arange(3))
+    )
     assert trusted.item() == pytest.approx(plain.item(), rel=1e-6)
     doubt = [[1.0] * len(SENTS[0]), [0.5] * len(SENTS[1]), [1.0] * len(SENTS[2])]
     batch = batching.make_batch(batching.encode(SENTS, vocabs, TAGS, doubt), np.arange(3))
@@ -337,8 +393,9 @@ def test_loss_with_full_trust_is_the_plain_loss_and_doubt_lowers_it(output):
             probs = model.emissions(batch).softmax(2)
         p = probs.gather(2, batch.tags.unsqueeze(2)).squeeze(2)
         k = len(vocabs.tags)
-        per_token = torch.where(batch.trust < 1,
-                                -(0.5 * p + 0.5 * (1 - p) / (k - 1)).log(), -p.log())
+        per_token = torch.where(
+            batch.trust < 1, -(0.5 * p + 0.5 * (1 - p) / (k - 1)).log(), -p.log()
+        )
         assert doubted == pytest.approx((per_token * batch.mask).sum().item() / 3, rel=1e-5)
 
 
@@ -347,12 +404,14 @@ def test_singleton_unk_marks_the_words_seen_once_in_train(tmp_path):
     from rnner.training import build_model
 
     train = tmp_path / "train.txt"
-    train.write_text("EU B-ORG\nsaid O\n.\tO\n\nPeter B-PER\nsaid O\nEU B-ORG\n\n",
-                     encoding="utf-8")
+    train.write_text(
+        "EU B-ORG\nsaid O\n.\tO\n\nPeter B-PER\nsaid O\nEU B-ORG\n\n", encoding="utf-8"
+    )
     dev = tmp_path / "dev.txt"
     dev.write_text("Brussels B-ORG\nsaid O\n\n", encoding="utf-8")
-    cfg = tiny_config(data={"train": str(train), "dev": str(dev), "test": str(dev)},
-                      model={"singleton_unk": 0.5})
+    cfg = tiny_config(
+        data={"train": str(train), "dev": str(dev), "test": str(dev)}, model={"singleton_unk": 0.5}
+    )
     model, vocabs, info = build_model(cfg, load_corpus(cfg), np.random.default_rng(0))
     assert model.singleton is not None
     once = {w for w, s in zip(vocabs.words.itos, model.singleton.tolist(), strict=True) if s}

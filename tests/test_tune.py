@@ -157,27 +157,46 @@ def test_trial_seeded_sampler_differs_across_workers_and_repeats_per_trial(tmp_p
 
 
 BAD = [
-    ('[search."train.lrr"]\nchoices = [1]\n',
-     r"search\.train\.lrr: unknown config key 'train\.lrr'"),
+    (
+        '[search."train.lrr"]\nchoices = [1]\n',
+        r"search\.train\.lrr: unknown config key 'train\.lrr'",
+    ),
     ('[search."optim.lr"]\nchoices = [1]\n', r"search\.optim\.lr: unknown config key"),
-    ('[search."train.lr"]\ntype = "float"\nlo = 0.1\nhigh = 1.0\n',
-     r"search\.train\.lr: unknown field 'lo'"),
-    ('[search."train.momentum"]\nchoices = [0.9]\nwhen = \'train.optimiser == "sgd"\'\n',
-     r"search\.train\.momentum: unknown config key 'train\.optimiser'"),
-    ('[search."model.cell"]\nchoices = ["lstm", "transformer"]\n',
-     r"search\.model\.cell: value 'transformer' is invalid"),
-    ('[set]\n"model.hiden_size" = 3\n[search."train.lr"]\nchoices = [0.1]\n',
-     r"set\.model\.hiden_size: unknown config key"),
-    ('[search."train.momentum"]\nchoices = [0.9]\nwhen = \'train.optimizer == "sgd"\'\n'
-     '[search."train.optimizer"]\nchoices = ["sgd"]\n', r"sampled later"),
-    ('[search."train.lr@a"]\nchoices = [0.1]\n[search."train.lr@b"]\nchoices = [0.2]\n',
-     r"several parameters set train\.lr"),
+    (
+        '[search."train.lr"]\ntype = "float"\nlo = 0.1\nhigh = 1.0\n',
+        r"search\.train\.lr: unknown field 'lo'",
+    ),
+    (
+        '[search."train.momentum"]\nchoices = [0.9]\nwhen = \'train.optimiser == "sgd"\'\n',
+        r"search\.train\.momentum: unknown config key 'train\.optimiser'",
+    ),
+    (
+        '[search."model.cell"]\nchoices = ["lstm", "transformer"]\n',
+        r"search\.model\.cell: value 'transformer' is invalid",
+    ),
+    (
+        '[set]\n"model.hiden_size" = 3\n[search."train.lr"]\nchoices = [0.1]\n',
+        r"set\.model\.hiden_size: unknown config key",
+    ),
+    (
+        '[search."train.momentum"]\nchoices = [0.9]\nwhen = \'train.optimizer == "sgd"\'\n'
+        '[search."train.optimizer"]\nchoices = ["sgd"]\n',
+        r"sampled later",
+    ),
+    (
+        '[search."train.lr@a"]\nchoices = [0.1]\n[search."train.lr@b"]\nchoices = [0.2]\n',
+        r"several parameters set train\.lr",
+    ),
     ('[search."train.seed"]\nchoices = [1, 2]\n', r"seeds = \[1, 2, 3\]"),
-    ('[search."train.lr"]\ntype = "float"\nlow = 0.0\nhigh = 1.0\nlog = true\n',
-     r"search\.train\.lr: a log-scaled range needs low > 0"),
+    (
+        '[search."train.lr"]\ntype = "float"\nlow = 0.0\nhigh = 1.0\nlog = true\n',
+        r"search\.train\.lr: a log-scaled range needs low > 0",
+    ),
     ('colour = 1\n[search."train.lr"]\nchoices = [0.1]\n', r"colour: unknown key"),
-    ('[sampler]\ntype = "grid"\n[search."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1.0\n',
-     r"search\.train\.lr: the grid sampler needs"),
+    (
+        '[sampler]\ntype = "grid"\n[search."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1.0\n',
+        r"search\.train\.lr: the grid sampler needs",
+    ),
 ]
 
 
@@ -192,16 +211,21 @@ def test_bad_sweeps_fail_with_the_key_named(tmp_path, text, message):
 def test_reading_a_sweep_imports_neither_optuna_nor_torch(tmp_path):
     """The sweep spec is checked (and `rnner --help` runs) without the heavy libraries."""
     path = write(tmp_path, CONDITIONAL)
-    code = (f"import sys; from rnner.tune import load_sweep; load_sweep({str(path)!r}); "
-            "print(sorted({'optuna', 'torch'} & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        f"import sys; from rnner.tune import load_sweep; load_sweep({str(path)!r}); "
+        "print(sorted({'optuna', 'torch'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out == "[]\n"
 
 
 def test_grid_target_is_the_grid_and_caps_trials(tmp_path):
-    text = ('[sampler]\ntype = "grid"\n[search."train.lr"]\nchoices = [0.1, 0.2]\n'
-            '[search."model.layers"]\ntype = "int"\nlow = 1\nhigh = 3\n')
+    text = (
+        '[sampler]\ntype = "grid"\n[search."train.lr"]\nchoices = [0.1, 0.2]\n'
+        '[search."model.layers"]\ntype = "int"\nlow = 1\nhigh = 3\n'
+    )
     sweep = load_sweep(write(tmp_path, text))
     assert sweep.grid() == {"train.lr": [0.1, 0.2], "model.layers": [1, 2, 3]}
     assert sweep.target(None) == 6
@@ -233,8 +257,9 @@ def test_resume_runs_only_the_missing_trials_and_retries_abandoned_ones(tmp_path
     dead = study.ask()
     raw = sample(dead, sweep)
     set_value(raw, "train.seed", 1)
-    done = fit(Config.from_dict(raw), out / "trials" / f"{dead.number:04d}" / "seed-1",
-               progress=False)
+    done = fit(
+        Config.from_dict(raw), out / "trials" / f"{dead.number:04d}" / "seed-1", progress=False
+    )
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     dead.set_user_attr("worker", {"host": host_id(), "pid": proc.pid})
@@ -265,7 +290,8 @@ def test_resume_runs_only_the_missing_trials_and_retries_abandoned_ones(tmp_path
 
 
 def test_interrupted_trial_is_retried_and_resumes_to_the_uninterrupted_result(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     import rnner.training
 
     path = write(tmp_path, TINY.replace('"train.epochs" = 2', '"train.epochs" = 4'))
@@ -308,7 +334,8 @@ def test_a_sweep_over_train_on_dev_trains_each_level_on_its_own_data(tmp_path, m
 
     grid = TINY.split("[sampler]")[0] + (
         '"train.select" = "last"\n[sampler]\ntype = "grid"\n'
-        '[search."data.train_on_dev"]\nchoices = [false, true]\n')
+        '[search."data.train_on_dev"]\nchoices = [false, true]\n'
+    )
     real_fit = rnner.training.fit
     seen: dict[bool, int] = {}
 
@@ -339,12 +366,17 @@ def test_a_changed_sweep_does_not_join_the_old_study(tmp_path):
 def test_two_workers_share_one_journal_file(tmp_path):
     journal = tmp_path / "shared" / "study.journal"
     path = write(tmp_path, TINY.replace('"train.epochs" = 2', '"train.epochs" = 4'))
-    summary = tune(path, trials=5, workers=2, storage=f"journal:{journal}",
-                   output=tmp_path / "out", quiet=True)
+    summary = tune(
+        path, trials=5, workers=2, storage=f"journal:{journal}", output=tmp_path / "out", quiet=True
+    )
     assert summary["exit_codes"] == [0, 0]
     assert journal.is_file()
-    study = optuna.load_study(study_name="sweep", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))))
+    study = optuna.load_study(
+        study_name="sweep",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        ),
+    )
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 5
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
@@ -358,8 +390,7 @@ def test_two_workers_share_one_journal_file(tmp_path):
 def test_smoke_sweep_with_two_workers_then_report(tmp_path, conll_data):
     out = tmp_path / "smoke"
     started = time.perf_counter()
-    summary = tune(ROOT / "configs" / "sweeps" / "smoke.toml", workers=2, output=out,
-                   quiet=True)
+    summary = tune(ROOT / "configs" / "sweeps" / "smoke.toml", workers=2, output=out, quiet=True)
     assert time.perf_counter() - started < 120
     assert summary["finished"] == summary["target"] == 4
     study = open_study(out, "smoke")
@@ -390,8 +421,7 @@ def test_smoke_sweep_with_two_workers_then_report(tmp_path, conll_data):
     rows = groups(study)
     assert [g.dev_mean for g in rows] == sorted((g.dev_mean for g in rows), reverse=True)
     assert f"| 1 | {rows[0].trials[0]} |" in md
-    for name in ("learning_curves.png", "f1_vs_time.png", "lr_by_optimizer.png",
-                 "batch_size.png"):
+    for name in ("learning_curves.png", "f1_vs_time.png", "lr_by_optimizer.png", "batch_size.png"):
         assert (out / name).read_bytes().startswith(PNG), name
     assert not (out / "optimizers.png").exists()  # one optimizer: no per-optimizer plot
     imp, why = importances(study)
@@ -406,17 +436,30 @@ LONG_EPOCHS = 60
 
 
 def _tune_argv(path: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "rnner.cli", "tune", str(path), "--workers", "2", "--output",
-            str(out), "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "rnner.cli",
+        "tune",
+        str(path),
+        "--workers",
+        "2",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
 
 
 def _tune_training(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[int]]:
     """`rnner tune` with two workers, returned once both are training long trials."""
-    path = write(tmp_path, TINY.replace('"train.epochs" = 2',
-                                        f'"train.epochs" = {LONG_EPOCHS}\n"train.patience" = 0'))
+    path = write(
+        tmp_path,
+        TINY.replace('"train.epochs" = 2', f'"train.epochs" = {LONG_EPOCHS}\n"train.patience" = 0'),
+    )
     out = tmp_path / "out"
-    parent = subprocess.Popen(_tune_argv(path, out), stderr=subprocess.PIPE, text=True,
-                              preexec_fn=default_sigint)
+    parent = subprocess.Popen(
+        _tune_argv(path, out), stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + 120
     while len(list(out.glob("trials/*/*/log.jsonl"))) < 2:
         if time.monotonic() > deadline or parent.poll() is not None:
@@ -454,9 +497,11 @@ def test_sigint_to_tune_alone_stops_its_workers(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
-@pytest.mark.xfail(reason="after the tune/ redesign a killed tune's trials hold end-of-epoch "
-                   "checkpoints, not their signal handler's (seen 06:12 UTC on main 27d713a + "
-                   "this branch); README promises the workers checkpoint and stop: to fix")
+@pytest.mark.xfail(
+    reason="after the tune/ redesign a killed tune's trials hold end-of-epoch "
+    "checkpoints, not their signal handler's (seen 06:12 UTC on main 27d713a + "
+    "this branch); README promises the workers checkpoint and stop: to fix"
+)
 def test_killing_tune_stops_its_workers_with_a_checkpoint(tmp_path):
     parent, out, workers = _tune_training(tmp_path)
     parent.kill()  # SIGKILL: nothing of it runs again

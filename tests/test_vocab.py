@@ -89,8 +89,11 @@ def test_build_vocabs_min_freq():
 
 
 def test_build_vocabs_extra_words_are_normalised_and_appended():
-    v = build_vocabs([["Paris", "Paris"]], [["S-LOC", "S-LOC"]],
-                     extra_words=["London", "paris", "2012", "Berlin", "london"])
+    v = build_vocabs(
+        [["Paris", "Paris"]],
+        [["S-LOC", "S-LOC"]],
+        extra_words=["London", "paris", "2012", "Berlin", "london"],
+    )
     # Training words first; extras sorted after, normalised, without duplicates.
     assert v.words.itos == [PAD, UNK, "paris", "0000", "berlin", "london"]
     # Extras add no characters: only training text defines the character set.

@@ -21,8 +21,9 @@ def active(cfg: Config) -> bool:
     return bool(d.case_augment or d.typo_augment or d.mention_augment)
 
 
-def epoch_data(cfg: Config, corpus: Corpus, vocabs: Vocabs, epoch: int,
-               base: Split) -> tuple[Encoded, np.ndarray]:
+def epoch_data(
+    cfg: Config, corpus: Corpus, vocabs: Vocabs, epoch: int, base: Split
+) -> tuple[Encoded, np.ndarray]:
     """The encoded training data of `epoch` and its sentences per sequence: `base` itself
     when augmentation is off (the batches are then exactly those of a run without it)."""
     split = base
@@ -31,8 +32,15 @@ def epoch_data(cfg: Config, corpus: Corpus, vocabs: Vocabs, epoch: int,
 
         d = cfg.data
         pool = perturb.mentions(corpus.train, corpus.scheme) if d.mention_augment else None
-        sents = perturb.augment_epoch(corpus.train, corpus.scheme, cfg.train.seed, epoch,
-                                      case=d.case_augment, typos=d.typo_augment,
-                                      mention_share=d.mention_augment, pool=pool)
+        sents = perturb.augment_epoch(
+            corpus.train,
+            corpus.scheme,
+            cfg.train.seed,
+            epoch,
+            case=d.case_augment,
+            typos=d.typo_augment,
+            mention_share=d.mention_augment,
+            pool=pool,
+        )
         split = encode_split(sents, vocabs, cfg, corpus.scheme, corpus.trust)
     return split.data, np.array([len(g) for g in split.groups])

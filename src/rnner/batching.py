@@ -136,8 +136,9 @@ def lower_ids(surfaces: Sequence[str]) -> list[int]:
     return [ids.setdefault(s.lower(), len(ids) + 1) for s in surfaces]
 
 
-def units(doc_ids: Sequence[int], lengths: Sequence[int], context: str,
-          max_tokens: int) -> list[list[int]]:
+def units(
+    doc_ids: Sequence[int], lengths: Sequence[int], context: str, max_tokens: int
+) -> list[list[int]]:
     """How sentences are grouped into the sequences the network reads.
 
     "sentence": each alone. "document": consecutive sentences of one document packed into
@@ -163,8 +164,9 @@ def join_units(items: Sequence[Sequence], groups: list[list[int]]) -> list[list]
     return [[x for i in g for x in items[i]] for g in groups]
 
 
-def split_units(rows: Sequence[Sequence], groups: list[list[int]],
-                lengths: Sequence[int]) -> list[list]:
+def split_units(
+    rows: Sequence[Sequence], groups: list[list[int]], lengths: Sequence[int]
+) -> list[list]:
     """Inverse of join_units: per-unit outputs back to per-sentence ones."""
     out: list[list] = [[] for _ in lengths]
     for row, g in zip(rows, groups, strict=True):

@@ -40,8 +40,10 @@ if TYPE_CHECKING:  # torch is imported where used, so that `rnner --help` stays 
     from .training import WeightAverage
 
 DEFAULT_CONFIG = "configs/conll03.toml"
-DESCRIPTION = ("Measure training and inference speed of a config's model on CoNLL batches, "
-               "against this machine's matmul speed.")
+DESCRIPTION = (
+    "Measure training and inference speed of a config's model on CoNLL batches, "
+    "against this machine's matmul speed."
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,16 @@ class Plan:
     profile_batches: int = 50
 
 
-QUICK = Plan(warmup=3, train_batches=20, train_reps=3, infer_batch_sizes=(1, 256, 1024),
-             infer_reps=1, latency_sentences=100, matmul_reps=5, profile_batches=20)
+QUICK = Plan(
+    warmup=3,
+    train_batches=20,
+    train_reps=3,
+    infer_batch_sizes=(1, 256, 1024),
+    infer_reps=1,
+    latency_sentences=100,
+    matmul_reps=5,
+    profile_batches=20,
+)
 
 
 def matmul_gflops(size: int, reps: int, device: torch.device) -> float:
@@ -111,8 +121,19 @@ def prepare(cfg: Config, device: torch.device | None = None) -> Setup:
     if device is not None:
         cfg = replace(cfg, train=replace(cfg.train, device=str(device)))
     t = training.prepare(cfg)
-    return Setup(cfg, t.model, t.train.data, t.unit_sizes, t.dev.data, t.device, t.rng,
-                 len(t.vocabs.tags), t.model.words.embedding_dim, t.opt, t.average)
+    return Setup(
+        cfg,
+        t.model,
+        t.train.data,
+        t.unit_sizes,
+        t.dev.data,
+        t.device,
+        t.rng,
+        len(t.vocabs.tags),
+        t.model.words.embedding_dim,
+        t.opt,
+        t.average,
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -135,13 +156,17 @@ def training_picks(s: Setup, count: int) -> list[np.ndarray]:
     if count >= len(order):
         return [order[i % len(order)] for i in range(count)]
     by_length = sorted(range(len(order)), key=lambda i: float(s.train.lengths[order[i]].mean()))
-    chosen = sorted({by_length[round(k * (len(order) - 1) / (count - 1))]
-                     for k in range(count)}) if count > 1 else [0]
+    chosen = (
+        sorted({by_length[round(k * (len(order) - 1) / (count - 1))] for k in range(count)})
+        if count > 1
+        else [0]
+    )
     return [order[i] for i in chosen]
 
 
-def _train_step(s: Setup, opt: torch.optim.Optimizer, index: np.ndarray,
-                average: WeightAverage | None) -> None:
+def _train_step(
+    s: Setup, opt: torch.optim.Optimizer, index: np.ndarray, average: WeightAverage | None
+) -> None:
     """One step as `training.fit` takes it."""
     from . import batching
     from .training.loop import update
@@ -226,8 +251,11 @@ def bench_latency(s: Setup, plan: Plan) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
     ms = 1000 * np.array(times)
     return {
-        "latency_ms_batch1": {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
-                              "sentences": len(sample)},
+        "latency_ms_batch1": {
+            "median": float(np.median(ms)),
+            "p90": float(np.percentile(ms, 90)),
+            "sentences": len(sample),
+        },
         "tokens_per_s": tokens / float(np.sum(times)),
     }
 
@@ -247,8 +275,10 @@ def bench_infer(s: Setup, batch_size: int, reps: int) -> dict[str, Any]:
             _decode(s, s.dev, index)
         times.append(time.perf_counter() - t0)
     batches = [batching.make_batch(s.dev, i) for i in groups]
-    return {"tokens_per_s": int(s.dev.lengths.sum()) / statistics.median(times),
-            "char_positions_per_token": char_positions(batches, s.cfg.model.char_encoder)}
+    return {
+        "tokens_per_s": int(s.dev.lengths.sum()) / statistics.median(times),
+        "char_positions_per_token": char_positions(batches, s.cfg.model.char_encoder),
+    }
 
 
 # --- where a training step's time goes -------------------------------------------------------
@@ -395,8 +425,9 @@ def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) ->
         "matmul_gflops": matmul,
         "train_flops_per_token": train_flops["train"],
         "infer_flops_per_token": infer_flops["forward"],
-        "flops_per_token_forward_by_part": {k: train_flops[k]
-                                            for k in ("char", "rnn", "proj", "output")},
+        "flops_per_token_forward_by_part": {
+            k: train_flops[k] for k in ("char", "rnn", "proj", "output")
+        },
         "utilization": tr["train_tokens_per_s"] * train_flops["train"] / (matmul * 1e9),
         "infer_utilization": by_batch[largest] * infer_flops["forward"] / (matmul * 1e9),
         "char_positions_per_token": tr["char_positions_per_token"],
@@ -404,15 +435,25 @@ def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) ->
         "char_longest_mean": tr["char_longest_mean"],
         "peak_rss_mb": 0.0,
         "config": {
-            "cell": m.cell, "hidden_size": m.hidden_size, "layers": m.layers,
-            "bidirectional": m.bidirectional, "char_encoder": m.char_encoder,
-            "output": m.output, "embeddings": m.embeddings, "word_dim": s.word_dim,
-            "num_tags": s.num_tags, "batch_size": cfg.train.batch_size,
+            "cell": m.cell,
+            "hidden_size": m.hidden_size,
+            "layers": m.layers,
+            "bidirectional": m.bidirectional,
+            "char_encoder": m.char_encoder,
+            "output": m.output,
+            "embeddings": m.embeddings,
+            "word_dim": s.word_dim,
+            "num_tags": s.num_tags,
+            "batch_size": cfg.train.batch_size,
             "context": cfg.data.context,
         },
-        "plan": {"warmup": plan.warmup, "train_batches": plan.train_batches,
-                 "train_reps": plan.train_reps, "infer_reps": plan.infer_reps,
-                 "matmul_size": plan.matmul_size},
+        "plan": {
+            "warmup": plan.warmup,
+            "train_batches": plan.train_batches,
+            "train_reps": plan.train_reps,
+            "infer_reps": plan.infer_reps,
+            "matmul_size": plan.matmul_size,
+        },
         "threads": torch.get_num_threads(),
         "device": str(device),
         "torch_version": torch.__version__,
@@ -432,23 +473,30 @@ def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG,
-                   help=f"TOML config (default {DEFAULT_CONFIG})")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable)")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"TOML config (default {DEFAULT_CONFIG})"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer batches: under a minute")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's)")
     p.add_argument("--batch-size", type=int, help="training batch size (default: the config's)")
-    p.add_argument("--profile", action="store_true",
-                   help="also split a training step's time by model part")
+    p.add_argument(
+        "--profile", action="store_true", help="also split a training step's time by model part"
+    )
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """`rnner bench`, for cli.py's table of commands."""
-    p = subparsers.add_parser("bench", help="measure training and inference speed",
-                              description=DESCRIPTION)
+    p = subparsers.add_parser(
+        "bench", help="measure training and inference speed", description=DESCRIPTION
+    )
     add_arguments(p)
     p.set_defaults(func=cmd_bench)
     return p

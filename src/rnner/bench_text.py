@@ -33,11 +33,14 @@ def format_table(r: dict[str, Any]) -> str:
     for bs, rate in r["infer_tokens_per_s_by_batch"].items():
         lines.append(f"infer b={bs:<6s}{rate:9.0f} tokens/s")
     if lat:
-        lines.append(f"latency b=1   median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms "
-                     f"per sentence ({lat['sentences']} sentences)")
+        lines.append(
+            f"latency b=1   median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms "
+            f"per sentence ({lat['sentences']} sentences)"
+        )
     lines += [
         f"FLOPs/token  train {_si(r['train_flops_per_token'])} (3x forward; forward: "
-        + ", ".join(f"{k} {_si(v)}" for k, v in parts.items()) + ")",
+        + ", ".join(f"{k} {_si(v)}" for k, v in parts.items())
+        + ")",
         f"char input   {r['char_positions_per_token']:.1f} positions/token; tensor width "
         f"{r['char_width_mean']:.1f}, longest token {r['char_longest_mean']:.1f} (batch means)",
         f"matmul       {r['matmul_gflops']:.1f} GFLOP/s fp32",
@@ -49,6 +52,8 @@ def format_table(r: dict[str, Any]) -> str:
     if by_part:
         total = sum(by_part.values())
         lines.append(f"train step   {total:.2f} ms/batch by part (profiled separately):")
-        lines += [f"  {name:12s}{ms:8.3f} ms  {100 * ms / total:5.1f} %"
-                  for name, ms in sorted(by_part.items(), key=lambda kv: -kv[1])]
+        lines += [
+            f"  {name:12s}{ms:8.3f} ms  {100 * ms / total:5.1f} %"
+            for name, ms in sorted(by_part.items(), key=lambda kv: -kv[1])
+        ]
     return "\n".join(lines)

@@ -27,8 +27,9 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[prefix] = obj.detach().cpu().contiguous()
         return {"__tensor__": prefix}
     if isinstance(obj, dict):
-        return {"__dict__": [[_key(k), _flatten(v, f"{prefix}.{k}", tensors)]
-                             for k, v in obj.items()]}
+        return {
+            "__dict__": [[_key(k), _flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]
+        }
     if isinstance(obj, list | tuple):
         items = [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
         return items if isinstance(obj, list) else {"__tuple__": items}

@@ -78,13 +78,19 @@ def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
 
     if args.config or args.output:
         flag = "CONFIG.toml" if args.config else "--output"
-        raise ConfigError("--resume", f"{flag} cannot be given with --resume RUN_DIR (the run "
-                          "directory holds its config and is the output)")
+        raise ConfigError(
+            "--resume",
+            f"{flag} cannot be given with --resume RUN_DIR (the run "
+            "directory holds its config and is the output)",
+        )
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key not in RESUME_KEYS:
-            raise ConfigError(key, f"cannot change when resuming a run (--resume takes only "
-                              f"{' and '.join(RESUME_KEYS)})")
+            raise ConfigError(
+                key,
+                f"cannot change when resuming a run (--resume takes only "
+                f"{' and '.join(RESUME_KEYS)})",
+            )
     saved = Path(args.resume) / "config.json"
     cfg = Config.load(saved, overrides)
     if overrides and (Path(args.resume) / checkpoint.NAME).is_file():
@@ -105,13 +111,17 @@ def _without_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def _print_final(metrics: dict, output: str) -> None:
-    print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} "
-          f"({metrics['train_seconds']:.0f} s on {metrics['device']}); run directory: {output}")
+    print(
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} "
+        f"({metrics['train_seconds']:.0f} s on {metrics['device']}); run directory: {output}"
+    )
     for split in ("dev", "test"):
         if split in metrics:
             e = metrics[split]["entity"]
-            print(f"{split:5s} entity P/R/F1 {100 * e['precision']:.2f} / "
-                  f"{100 * e['recall']:.2f} / {100 * e['f1']:.2f}")
+            print(
+                f"{split:5s} entity P/R/F1 {100 * e['precision']:.2f} / "
+                f"{100 * e['recall']:.2f} / {100 * e['f1']:.2f}"
+            )
     if "test" in metrics:
         print(metrics["test"]["token"]["report_text"])
 
@@ -141,8 +151,15 @@ def cmd_crossweigh(args: argparse.Namespace) -> int:
     Config.load(args.config, args.set)
     output = args.output or f"runs/{Path(args.config).stem}-crossweigh"
     try:
-        summary = run(args.config, output, list(args.set or []), folds=args.folds,
-                      iterations=args.iterations, eps=args.eps, workers=args.workers)
+        summary = run(
+            args.config,
+            output,
+            list(args.set or []),
+            folds=args.folds,
+            iterations=args.iterations,
+            eps=args.eps,
+            workers=args.workers,
+        )
     except SeedInterrupted:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -159,8 +176,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .predict import Tagger
 
     tagger = Tagger.load(args.run_dir)
-    sents = conll.read_conll(args.data, word_column=tagger.cfg.data.word_column,
-                             tag_column=tagger.cfg.data.tag_column)
+    sents = conll.read_conll(
+        args.data, word_column=tagger.cfg.data.word_column, tag_column=tagger.cfg.data.tag_column
+    )
     types = {tag.split("-", 1)[1] for tag in tagger.vocabs.tags.itos if tag != "O"}
     conll.check_tags(sents, args.data, types=types)
     pred = tagger.tag([s.tokens for s in sents], doc_ids=[s.doc_id for s in sents])
@@ -171,10 +189,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         conll.write_conll(args.output, sents, pred)
     if args.json:
         e = scores.to_dict()
-        print(json.dumps({
-            "entity": {k: e[k] for k in ("precision", "recall", "f1", "per_type")},
-            "token": {"accuracy": e["accuracy"], "report": table},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "entity": {k: e[k] for k in ("precision", "recall", "f1", "per_type")},
+                    "token": {"accuracy": e["accuracy"], "report": table},
+                },
+                indent=2,
+            )
+        )
     else:
         print(metrics.conlleval_report(scores), end="")
         print()
@@ -209,9 +232,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.resume and "-" in (args.input, args.output):
         raise InputError("--resume", None, "needs --input FILE and --output FILE")
     tagger = Tagger.load(args.run_dir)
-    return predict_stream(tagger, args.input, args.output, args.format, args.on_error,
-                          batch_size=args.batch_size, progress=not args.quiet,
-                          resume=args.resume)
+    return predict_stream(
+        tagger,
+        args.input,
+        args.output,
+        args.format,
+        args.on_error,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        resume=args.resume,
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -238,13 +268,20 @@ def cmd_data(args: argparse.Namespace) -> int:
 # sets `func`, the `cmd_NAME` that runs it.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train a model from a TOML config", "rnner.cli:add_train_parser"),
-    "experiment": ("train one config with several seeds; mean ± std",
-                   "rnner.cli:add_experiment_parser"),
-    "crossweigh": ("flag training sentences that models trained without them disagree with "
-                   "(a data.train_trust file)", "rnner.cli:add_crossweigh_parser"),
+    "experiment": (
+        "train one config with several seeds; mean ± std",
+        "rnner.cli:add_experiment_parser",
+    ),
+    "crossweigh": (
+        "flag training sentences that models trained without them disagree with "
+        "(a data.train_trust file)",
+        "rnner.cli:add_crossweigh_parser",
+    ),
     "evaluate": ("score a run directory on a labelled file", "rnner.cli:add_evaluate_parser"),
-    "score": ("conlleval: score a file of tokens, gold and predicted tags",
-              "rnner.cli:add_score_parser"),
+    "score": (
+        "conlleval: score a file of tokens, gold and predicted tags",
+        "rnner.cli:add_score_parser",
+    ),
     "predict": ("tag raw text or CoNLL input", "rnner.cli:add_predict_parser"),
     "export": ("a run directory reduced for shipping (float16)", "rnner.cli:add_export_parser"),
     "data": ("obtain datasets", "rnner.cli:add_data_parser"),
@@ -252,8 +289,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tables and plots of a sweep's study", "rnner.report:add_report_parser"),
     "bench": ("measure training and inference speed", "rnner.bench:add_bench_parser"),
     "serve": ("serve a model over HTTP, with a page to try it", "rnner.serve:add_serve_parser"),
-    "robustness": ("score a run on lower/UPPER/Title-cased, misspelt and name-swapped copies "
-                   "of a labelled file", "rnner.robustness:add_robustness_parser"),
+    "robustness": (
+        "score a run on lower/UPPER/Title-cased, misspelt and name-swapped copies "
+        "of a labelled file",
+        "rnner.robustness:add_robustness_parser",
+    ),
 }
 
 
@@ -278,11 +318,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help=COMMANDS["train"][0])
-    t.add_argument("config", nargs="?", help="TOML config, or a shipped one by name "
-                   "(conll03: configs/conll03.toml); not needed with --resume")
+    t.add_argument(
+        "config",
+        nargs="?",
+        help="TOML config, or a shipped one by name "
+        "(conll03: configs/conll03.toml); not needed with --resume",
+    )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable)")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
     t.add_argument("--train", help="training file (CoNLL columns)")
     t.add_argument("--dev", help="development file, for model selection")
     t.add_argument("--test", help="test file, scored once at the end")
@@ -290,8 +338,13 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
-    t.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train one model in N data-parallel processes (docs/scaling.md)")
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train one model in N data-parallel processes (docs/scaling.md)",
+    )
     t.set_defaults(func=cmd_train)
     return t
 
@@ -313,8 +366,12 @@ def add_crossweigh_parser(sub: Any) -> argparse.ArgumentParser:
     c.add_argument("config")
     c.add_argument("--folds", type=int, default=5, help="folds of training articles (5)")
     c.add_argument("--iterations", type=int, default=1, help="random splits (1)")
-    c.add_argument("--eps", type=float, default=0.7,
-                   help="trust of a sentence flagged once (0.7); eps**c after c flags")
+    c.add_argument(
+        "--eps",
+        type=float,
+        default=0.7,
+        help="trust of a sentence flagged once (0.7); eps**c after c flags",
+    )
     c.add_argument("--workers", type=int, default=0, help="parallel runs (default: cores)")
     c.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     c.add_argument("--output", help="directory (default runs/CONFIG-crossweigh)")
@@ -345,16 +402,23 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
     pr.add_argument("run_dir", nargs="?", help="run directory (default: the shipped model)")
     pr.add_argument("--input", default="-", help="input file ('-' for stdin)")
     pr.add_argument("--output", default="-", help="output file ('-' for stdout)")
-    pr.add_argument("--format", choices=("text", "conll", "jsonl"), default="jsonl",
-                    help="text: raw text in, one line per document; conll: tokens in columns; "
-                         "jsonl: raw text in, spans with offsets out")
+    pr.add_argument(
+        "--format",
+        choices=("text", "conll", "jsonl"),
+        default="jsonl",
+        help="text: raw text in, one line per document; conll: tokens in columns; "
+        "jsonl: raw text in, spans with offsets out",
+    )
     pr.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     pr.add_argument("--quiet", action="store_true")
-    pr.add_argument("--resume", action="store_true",
-                    help="continue an interrupted run from OUTPUT.partial (Ctrl-C or SIGTERM "
-                         "stop after the current chunk and keep it)")
+    pr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUTPUT.partial (Ctrl-C or SIGTERM "
+        "stop after the current chunk and keep it)",
+    )
     pr.set_defaults(func=cmd_predict)
     return pr
 

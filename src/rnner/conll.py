@@ -76,8 +76,13 @@ def split_fields(line: str) -> list[str]:
     return text.split() if text.isascii() else _SEP.split(text)
 
 
-def token_problem(word: str, tokens: int, start: int, max_tokens: int | None = MAX_TOKENS,
-                  max_token_chars: int | None = MAX_TOKEN_CHARS) -> str | None:
+def token_problem(
+    word: str,
+    tokens: int,
+    start: int,
+    max_tokens: int | None = MAX_TOKENS,
+    max_token_chars: int | None = MAX_TOKEN_CHARS,
+) -> str | None:
     """Why `word` cannot join a sentence that holds `tokens` tokens from line `start`, or
     None; a limit of None is lifted."""
     if max_token_chars is not None and len(word) > max_token_chars:
@@ -303,7 +308,8 @@ def check_tags(
                 kind = tagging.split_tag(tag)[1]
                 if kind is not None and kind not in known:
                     raise InputError(
-                        path, s.line + i,
+                        path,
+                        s.line + i,
                         f"entity type {kind!r} (tag {tag!r}) does not occur in the training "
                         f"data (known types: {', '.join(sorted(known))})",
                     )

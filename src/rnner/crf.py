@@ -43,8 +43,13 @@ class CRF(nn.Module):
             self.end + self.end_mask,
         )
 
-    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
-            trust: torch.Tensor | None = None) -> torch.Tensor:
+    def nll(
+        self,
+        emissions: torch.Tensor,
+        tags: torch.Tensor,
+        mask: torch.Tensor,
+        trust: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Negative log-likelihood of `tags`, summed over the batch. Shapes: [B,T,K], [B,T].
 
         With `trust` ([B,T], the chance each observed tag is right), the tags are read as the
@@ -57,8 +62,9 @@ class CRF(nn.Module):
         log_z = self.log_partition(emissions, mask)
         if trust is None or bool((trust[mask] >= 1).all()):
             return (log_z - self.score(emissions, tags, mask)).sum()
-        return (log_z - self.log_partition(emissions + label_channel(tags, trust, self.num_tags),
-                                           mask)).sum()
+        return (
+            log_z - self.log_partition(emissions + label_channel(tags, trust, self.num_tags), mask)
+        ).sum()
 
     def score(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
@@ -72,8 +78,9 @@ class CRF(nn.Module):
         return total + end[last]
 
     @staticmethod
-    def _alphas(emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor,
-                start: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _alphas(
+        emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor, start: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Forward scores of every step, [B, K] each, and the sum of the shifts taken off them.
 
         Each step's scores are shifted down to a maximum of zero. Unshifted, they grow into the
@@ -112,8 +119,9 @@ class CRF(nn.Module):
         betas = [last]
         for t in range(emissions.shape[1] - 2, -1, -1):
             step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
-            betas.append(torch.where(mask[:, t + 1 : t + 2],
-                                     step - step.amax(1, keepdim=True), last))
+            betas.append(
+                torch.where(mask[:, t + 1 : t + 2], step - step.amax(1, keepdim=True), last)
+            )
         betas.reverse()
         # P(y_t = k) is proportional to exp(alpha_t(k) + beta_t(k)); the shifts cancel out.
         probs = (torch.stack(alphas, 1) + torch.stack(betas, 1)).softmax(2)
@@ -145,8 +153,11 @@ class CRF(nn.Module):
 def label_channel(tags: torch.Tensor, trust: torch.Tensor, num_tags: int) -> torch.Tensor:
     """log P(observed tag | true tag k), [B, T, K]: `trust` for k equal to the observed tag,
     the rest spread evenly over the other tags (FORBIDDEN where trust is 1)."""
-    other = torch.where(trust < 1, ((1 - trust) / (num_tags - 1)).clamp_min(1e-30).log(),
-                        torch.full_like(trust, FORBIDDEN))
+    other = torch.where(
+        trust < 1,
+        ((1 - trust) / (num_tags - 1)).clamp_min(1e-30).log(),
+        torch.full_like(trust, FORBIDDEN),
+    )
     out = other.unsqueeze(2).repeat(1, 1, num_tags)
     return out.scatter(2, tags.unsqueeze(2), trust.clamp_min(1e-30).log().unsqueeze(2))
 

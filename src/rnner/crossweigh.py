@@ -52,8 +52,9 @@ def entity_words(sent: Sentence) -> set[tuple[str, ...]]:
     return {sent.tokens[start:end] for _, start, end in conlleval_chunks(sent.tags)}
 
 
-def fold_split(entities: Sequence[set[tuple[str, ...]]], fold_of: Sequence[int],
-               fold: int) -> tuple[list[int], list[int]]:
+def fold_split(
+    entities: Sequence[set[tuple[str, ...]]], fold_of: Sequence[int], fold: int
+) -> tuple[list[int], list[int]]:
     """Indices of the sentences a fold's model trains on, and of those it tags: the other
     folds' sentences that share no entity (`entity_words` of each sentence) with the held-out
     fold, and the held-out fold."""
@@ -68,17 +69,25 @@ def disagrees(gold: Sequence[str], pred: Sequence[str]) -> bool:
     return set(conlleval_chunks(gold)) != set(conlleval_chunks(pred))
 
 
-def trust_text(sents: Sequence[Sentence], counts: Sequence[int], eps: float,
-               source: str) -> str:
+def trust_text(sents: Sequence[Sentence], counts: Sequence[int], eps: float, source: str) -> str:
     """A data.train_trust file: the flagged sentences, by the line of their first token."""
-    lines = [f"# CrossWeigh trust for {source}: line of a sentence's first token, then "
-             f"{eps} ** (times flagged); unlisted sentences were never flagged"]
-    lines += [f"{s.line}\t{eps ** c:.6g}" for s, c in zip(sents, counts, strict=True) if c]
+    lines = [
+        f"# CrossWeigh trust for {source}: line of a sentence's first token, then "
+        f"{eps} ** (times flagged); unlisted sentences were never flagged"
+    ]
+    lines += [f"{s.line}\t{eps**c:.6g}" for s, c in zip(sents, counts, strict=True) if c]
     return "\n".join(lines) + "\n"
 
 
-def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), folds: int = 5,
-        iterations: int = 1, eps: float = 0.7, workers: int = 0) -> dict[str, Any]:
+def run(
+    config_path: str,
+    output: str | Path,
+    overrides: Sequence[str] = (),
+    folds: int = 5,
+    iterations: int = 1,
+    eps: float = 0.7,
+    workers: int = 0,
+) -> dict[str, Any]:
     """Train the fold models, tag their held-out folds, and write OUTPUT/trust.tsv and
     OUTPUT/summary.json. Rerunning the same command skips finished fold models."""
     from .pipeline import load_corpus
@@ -93,47 +102,70 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
     overrides = list(overrides)
     cfg = Config.load(config_path, overrides)
     if cfg.data.train_on_dev or cfg.data.train_trust:
-        raise CrossWeighError("data", "crossweigh splits the training file alone: unset "
-                                      "data.train_on_dev and data.train_trust")
+        raise CrossWeighError(
+            "data",
+            "crossweigh splits the training file alone: unset "
+            "data.train_on_dev and data.train_trust",
+        )
     if (cfg.data.word_column, cfg.data.tag_column) != (0, -1):
         # The fold files hold two columns, token and tag, read like the dev file.
-        raise CrossWeighError("data", "crossweigh needs the word in the first column and the "
-                                      "tag in the last (data.word_column = 0, "
-                                      "data.tag_column = -1)")
+        raise CrossWeighError(
+            "data",
+            "crossweigh needs the word in the first column and the "
+            "tag in the last (data.word_column = 0, "
+            "data.tag_column = -1)",
+        )
     corpus = load_corpus(cfg)
     sents = corpus.train
     entities = [entity_words(s) for s in sents]
     # Fold files and models already in OUTPUT are reused, so they must be of this split.
-    settings: dict[str, Any] = {"config": cfg.to_dict(), "folds": folds, "iterations": iterations,
-                "train_sentences": len(sents)}
+    settings: dict[str, Any] = {
+        "config": cfg.to_dict(),
+        "folds": folds,
+        "iterations": iterations,
+        "train_sentences": len(sents),
+    }
     settings["config"]["train"]["threads"] = 0  # any thread count may carry on
     saved = out / "settings.json"
     out.mkdir(parents=True, exist_ok=True)
     if saved.is_file() and json.loads(saved.read_text()) != settings:
-        raise CrossWeighError("output", f"{out} holds a crossweigh run of other settings "
-                                        "(config, --folds or --iterations): remove it, or give "
-                                        "another --output")
+        raise CrossWeighError(
+            "output",
+            f"{out} holds a crossweigh run of other settings "
+            "(config, --folds or --iterations): remove it, or give "
+            "another --output",
+        )
     files.write_json(saved, settings)
     plan = _write_folds(out, sents, entities, folds, iterations, cfg.train.seed)
 
     def report(r: dict[str, Any]) -> None:
-        print(f"{r['output']}: dev F1 {100 * r['dev']['entity']['f1']:.2f} "
-              f"({r['wall_seconds']:.0f} s)", flush=True)
+        print(
+            f"{r['output']}: dev F1 {100 * r['dev']['entity']['f1']:.2f} "
+            f"({r['wall_seconds']:.0f} s)",
+            flush=True,
+        )
 
-    jobs = [([*overrides, f"data.train={json.dumps(str(train_file))}"], cfg.train.seed,
-             folder / "run") for folder, train_file, _, _ in plan]
+    jobs = [
+        ([*overrides, f"data.train={json.dumps(str(train_file))}"], cfg.train.seed, folder / "run")
+        for folder, train_file, _, _ in plan
+    ]
     train_runs(config_path, jobs, workers, report)
 
     counts, per_fold = _flag_held_out(plan, sents)
     files.write_text(out / "trust.tsv", trust_text(sents, counts, eps, corpus.paths["train"]))
     summary = {
-        "config": str(config_path), "overrides": overrides, "folds": folds,
-        "iterations": iterations, "eps": eps, "train": corpus.paths["train"],
+        "config": str(config_path),
+        "overrides": overrides,
+        "folds": folds,
+        "iterations": iterations,
+        "eps": eps,
+        "train": corpus.paths["train"],
         "sentences": len(sents),
         "sentences_with_entities": sum(map(bool, entities)),
         "flagged": sum(c > 0 for c in counts),
-        "flagged_with_entities": sum(c > 0 and bool(e)
-                                     for e, c in zip(entities, counts, strict=True)),
+        "flagged_with_entities": sum(
+            c > 0 and bool(e) for e, c in zip(entities, counts, strict=True)
+        ),
         "times_flagged": {str(c): counts.count(c) for c in sorted(set(counts))},
         "fold_models": per_fold,
     }
@@ -145,9 +177,14 @@ def run(config_path: str, output: str | Path, overrides: Sequence[str] = (), fol
 Plan = list[tuple[Path, Path, list[int], list[int]]]  # folder, its train file, train, held
 
 
-def _write_folds(out: Path, sents: Sequence[Sentence],
-                 entities: Sequence[set[tuple[str, ...]]], folds: int, iterations: int,
-                 seed: int) -> Plan:
+def _write_folds(
+    out: Path,
+    sents: Sequence[Sentence],
+    entities: Sequence[set[tuple[str, ...]]],
+    folds: int,
+    iterations: int,
+    seed: int,
+) -> Plan:
     """Each split's fold folders with the fold model's training file (kept if there)."""
     plan = []
     for it in range(1, iterations + 1):
@@ -178,21 +215,35 @@ def _flag_held_out(plan: Plan, sents: Sequence[Sentence]) -> tuple[list[int], li
             counts[i] += flag
         f1 = entity_scores([list(s.tags or ()) for s in held], pred).f1
         metrics = json.loads((folder / "run" / "metrics.json").read_text())
-        per_fold.append({"run": str(folder / "run"), "train_sentences": len(train_idx),
-                         "held_out_sentences": len(held_idx), "held_out_f1": round(f1, 4),
-                         "dev_f1": metrics["dev"]["entity"]["f1"], "flagged": int(sum(flags))})
+        per_fold.append(
+            {
+                "run": str(folder / "run"),
+                "train_sentences": len(train_idx),
+                "held_out_sentences": len(held_idx),
+                "held_out_f1": round(f1, 4),
+                "dev_f1": metrics["dev"]["entity"]["f1"],
+                "flagged": int(sum(flags)),
+            }
+        )
     return counts, per_fold
 
 
 def markdown(summary: dict[str, Any]) -> str:
     """The fold models as a table, and what they flagged."""
-    rows = ["| fold model | trained on (sentences) | held out | held-out F1 | dev F1 | flagged |",
-            "|---|---|---|---|---|---|"]
-    rows += [f"| {m['run']} | {m['train_sentences']} | {m['held_out_sentences']} | "
-             f"{100 * m['held_out_f1']:.2f} | {100 * m['dev_f1']:.2f} | {m['flagged']} |"
-             for m in summary["fold_models"]]
+    rows = [
+        "| fold model | trained on (sentences) | held out | held-out F1 | dev F1 | flagged |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {m['run']} | {m['train_sentences']} | {m['held_out_sentences']} | "
+        f"{100 * m['held_out_f1']:.2f} | {100 * m['dev_f1']:.2f} | {m['flagged']} |"
+        for m in summary["fold_models"]
+    ]
     share = summary["flagged"] / max(1, summary["sentences"])
-    rows += ["", f"Flagged: {summary['flagged']} of {summary['sentences']} training sentences "
-             f"({100 * share:.1f}%); {summary['flagged_with_entities']} of the "
-             f"{summary['sentences_with_entities']} with entities."]
+    rows += [
+        "",
+        f"Flagged: {summary['flagged']} of {summary['sentences']} training sentences "
+        f"({100 * share:.1f}%); {summary['flagged_with_entities']} of the "
+        f"{summary['sentences_with_entities']} with entities.",
+    ]
     return "\n".join(rows) + "\n"

@@ -62,8 +62,9 @@ class Single:
     def wrap(self, model: RNNTagger) -> Any:
         return model.loss
 
-    def deal(self, batches: Sequence[np.ndarray], position: int
-             ) -> list[tuple[int, np.ndarray, float]]:
+    def deal(
+        self, batches: Sequence[np.ndarray], position: int
+    ) -> list[tuple[int, np.ndarray, float]]:
         """(batches done after this step, this rank's batch, its loss weight) per step."""
         return [(i + 1, b, 1.0) for i, b in enumerate(batches[position:], position)]
 
@@ -94,16 +95,16 @@ class Group(Single):
 
         if getattr(self, "_wrapped", (None,))[0] is not model:
             cuda = self._device.type == "cuda"
-            ddp = DistributedDataParallel(_Loss(model),
-                                          device_ids=[self._device] if cuda else None)
+            ddp = DistributedDataParallel(_Loss(model), device_ids=[self._device] if cuda else None)
             self._wrapped = (model, ddp)
         return self._wrapped[1]
 
-    def deal(self, batches: Sequence[np.ndarray], position: int
-             ) -> list[tuple[int, np.ndarray, float]]:
+    def deal(
+        self, batches: Sequence[np.ndarray], position: int
+    ) -> list[tuple[int, np.ndarray, float]]:
         steps = []
         for start in range(position, len(batches), self.world):
-            group = batches[start:start + self.world]
+            group = batches[start : start + self.world]
             rows = sum(len(b) for b in group)
             mine = self.rank < len(group)
             batch = group[self.rank] if mine else group[0]  # weight 0: joins the all-reduce
@@ -119,8 +120,7 @@ class Group(Single):
     def share(self, obj: Any) -> Any:
         """Rank 0's `obj`, on every rank."""
         box = [obj if self.main else None]
-        _collective(torch.distributed.broadcast_object_list, box, src=0,
-                    device=self._comm_device())
+        _collective(torch.distributed.broadcast_object_list, box, src=0, device=self._comm_device())
         return box[0]
 
     def _comm_device(self) -> torch.device:
@@ -148,16 +148,20 @@ def _communication(e: RuntimeError) -> bool:
     if isinstance(e, getattr(torch.distributed, "DistError", ())):
         return True
     text = str(e)
-    return any(s in text for s in ("gloo", "NCCL", "Connection closed", "Connection reset",
-                                   "Timed out", "timed out"))
+    return any(
+        s in text
+        for s in ("gloo", "NCCL", "Connection closed", "Connection reset", "Timed out", "timed out")
+    )
 
 
 def _collective(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except RuntimeError as e:  # gloo/NCCL: peer gone, or the timeout passed
-        raise DistributedError(f"rank {torch.distributed.get_rank()}: another rank of the job "
-                               f"stopped answering ({_first_line(e)})") from e
+        raise DistributedError(
+            f"rank {torch.distributed.get_rank()}: another rank of the job "
+            f"stopped answering ({_first_line(e)})"
+        ) from e
 
 
 _CURRENT: Single = Single()
@@ -189,8 +193,11 @@ def session(device: str = "auto") -> Iterator[Single]:
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     backend = "nccl" if cuda else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout()))
-    _CURRENT = Group(rank=dist.get_rank(), world=dist.get_world_size(),
-                     local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    _CURRENT = Group(
+        rank=dist.get_rank(),
+        world=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+    )
     try:
         yield _CURRENT
     except DistributedError:
@@ -198,8 +205,9 @@ def session(device: str = "auto") -> Iterator[Single]:
     except RuntimeError as e:  # DDP's own gradient all-reduce: peer gone, or timed out
         if not _communication(e):
             raise
-        raise DistributedError(f"rank {_CURRENT.rank}: another rank of the job stopped "
-                               f"answering ({_first_line(e)})") from e
+        raise DistributedError(
+            f"rank {_CURRENT.rank}: another rank of the job stopped answering ({_first_line(e)})"
+        ) from e
     finally:
         _CURRENT = Single()
         with contextlib.suppress(Exception):
@@ -223,8 +231,13 @@ def cpu_share(nproc: int) -> int:
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run `rnner ARGV` as `nproc` ranks on this machine (what torchrun --standalone does):
     their exit status, or 1 with the failing rank named when one of them dies first."""
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)}
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD_SIZE": str(nproc),
+        "LOCAL_WORLD_SIZE": str(nproc),
+    }
     if not torch.cuda.is_available():  # one CPU share per rank unless told otherwise
         env.setdefault("OMP_NUM_THREADS", str(cpu_share(nproc)))
     procs = []
@@ -265,8 +278,7 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     if code == 2 and all(c == 2 for _, c in failed):
         return 2  # a user error, already printed by every rank (the same line)
     how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-    print(f"rnner train: rank {rank} of {nproc} {how}; stopped the other ranks",
-          file=sys.stderr)
+    print(f"rnner train: rank {rank} of {nproc} {how}; stopped the other ranks", file=sys.stderr)
     return 1
 
 

@@ -23,13 +23,13 @@ class SeedInterrupted(Exception):
     """Seeds stopped by SIGINT/SIGTERM after writing their checkpoints (or never started)."""
 
 
-def _seed_config(config_path: str | Path, overrides: list[str], seed: int,
-                 threads: int) -> Config:
+def _seed_config(config_path: str | Path, overrides: list[str], seed: int, threads: int) -> Config:
     return Config.load(config_path, [*overrides, f"train.seed={seed}", f"train.threads={threads}"])
 
 
-def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
-             threads: int, resume: bool) -> dict[str, Any]:
+def _run_one(
+    config_path: str, overrides: list[str], seed: int, output: str, threads: int, resume: bool
+) -> dict[str, Any]:
     """One seed, in a pool worker; a stop (SIGINT/SIGTERM) leaves its checkpoint."""
     from .training import Interrupted, fit
 
@@ -39,8 +39,12 @@ def _run_one(config_path: str, overrides: list[str], seed: int, output: str,
         metrics = fit(cfg, output, progress=False, resume=resume)
     except Interrupted:  # it takes a path and would not unpickle in the parent
         raise pool.Stopped from None
-    return {"seed": seed, "output": output, "wall_seconds": round(time.perf_counter() - t0, 1),
-            **metrics}
+    return {
+        "seed": seed,
+        "output": output,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        **metrics,
+    }
 
 
 def _resumable(run_dir: Path, cfg: Config) -> bool:
@@ -50,8 +54,11 @@ def _resumable(run_dir: Path, cfg: Config) -> bool:
     saved = Config.load(run_dir / "config.json")
     saved.train.threads = cfg.train.threads  # any thread count may carry on
     if saved.to_dict() != cfg.to_dict():
-        raise ConfigError("experiment", f"{run_dir} holds an unfinished run of another config: "
-                          "remove it, or rerun with the settings it was started with")
+        raise ConfigError(
+            "experiment",
+            f"{run_dir} holds an unfinished run of another config: "
+            "remove it, or rerun with the settings it was started with",
+        )
     return True
 
 
@@ -75,8 +82,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out[split] = {
             "f1": _stats(f1),
             "per_type": {
-                t: _stats([r[split]["entity"]["per_type"].get(t, {"f1": 0.0})["f1"]
-                           for r in runs])
+                t: _stats([r[split]["entity"]["per_type"].get(t, {"f1": 0.0})["f1"] for r in runs])
                 for t in types
             },
         }
@@ -86,9 +92,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["wall_seconds"] = _stats([r["wall_seconds"] for r in runs])
     out["device"] = runs[0]["device"]
     out["runs"] = [
-        {"seed": r["seed"], "output": r["output"], "best_epoch": r["best_epoch"],
-         "dev_f1": r["dev"]["entity"]["f1"], "test_f1": r.get("test", {}).get("entity", {})
-         .get("f1"), "wall_seconds": r["wall_seconds"]}
+        {
+            "seed": r["seed"],
+            "output": r["output"],
+            "best_epoch": r["best_epoch"],
+            "dev_f1": r["dev"]["entity"]["f1"],
+            "test_f1": r.get("test", {}).get("entity", {}).get("f1"),
+            "wall_seconds": r["wall_seconds"],
+        }
         for r in runs
     ]
     return out
@@ -98,30 +109,41 @@ def markdown(summary: dict[str, Any], title: str) -> str:
     def pm(s: dict[str, float]) -> str:
         return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
 
-    lines = [f"## {title}", "", f"{summary['n']} seeds on {summary['device']}; "
-             f"best epochs {summary['best_epochs']}; wall time per run "
-             f"{summary['wall_seconds']['mean']:.0f} s (mean)", "",
-             "| split | F1 mean ± std | min | max | " +
-             " | ".join(summary["dev"]["per_type"]) + " |",
-             "|---|---|---|---|" + "---|" * len(summary["dev"]["per_type"])]
+    lines = [
+        f"## {title}",
+        "",
+        f"{summary['n']} seeds on {summary['device']}; "
+        f"best epochs {summary['best_epochs']}; wall time per run "
+        f"{summary['wall_seconds']['mean']:.0f} s (mean)",
+        "",
+        "| split | F1 mean ± std | min | max | " + " | ".join(summary["dev"]["per_type"]) + " |",
+        "|---|---|---|---|" + "---|" * len(summary["dev"]["per_type"]),
+    ]
     for split in ("dev", "test"):
         if split in summary:
             s = summary[split]
             lines.append(
                 f"| {split} | {pm(s['f1'])} | {100 * s['f1']['min']:.2f} | "
                 f"{100 * s['f1']['max']:.2f} | "
-                + " | ".join(pm(v) for v in s["per_type"].values()) + " |"
+                + " | ".join(pm(v) for v in s["per_type"].values())
+                + " |"
             )
     lines += ["", "| seed | best epoch | dev F1 | test F1 | wall s |", "|---|---|---|---|---|"]
     for r in summary["runs"]:
         test = f"{100 * r['test_f1']:.2f}" if r["test_f1"] is not None else "-"
-        lines.append(f"| {r['seed']} | {r['best_epoch']} | {100 * r['dev_f1']:.2f} | {test} | "
-                     f"{r['wall_seconds']:.0f} |")
+        lines.append(
+            f"| {r['seed']} | {r['best_epoch']} | {100 * r['dev_f1']:.2f} | {test} | "
+            f"{r['wall_seconds']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], workers: int = 0,
-               on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def train_runs(
+    config_path: str,
+    jobs: list[tuple[list[str], int, Path]],
+    workers: int = 0,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Train each (overrides, seed, run directory) job of one config in parallel processes.
 
     Finished runs are not trained again (their metrics are returned as they are) and
@@ -143,8 +165,9 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
             runs.append({"seed": seed, "output": str(run_dir), "wall_seconds": wall, **metrics})
         else:
             cfg = _seed_config(config_path, overrides, seed, threads)
-            todo.append((config_path, overrides, seed, str(run_dir), threads,
-                         _resumable(run_dir, cfg)))
+            todo.append(
+                (config_path, overrides, seed, str(run_dir), threads, _resumable(run_dir, cfg))
+            )
     if not todo:
         return runs
 
@@ -158,13 +181,15 @@ def train_runs(config_path: str, jobs: list[tuple[list[str], int, Path]], worker
         raise outcome.errors[0][1]
     if outcome.stopped or outcome.interrupted:  # a seed that finished as we stopped is on disk
         stopped = ", ".join(sorted(f"seed {todo[i][2]}" for i in outcome.stopped))
-        raise SeedInterrupted(f"interrupted ({stopped or 'between seeds'}); "
-                              "rerun the same command to resume")
+        raise SeedInterrupted(
+            f"interrupted ({stopped or 'between seeds'}); rerun the same command to resume"
+        )
     return runs
 
 
-def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[str],
-        workers: int = 0) -> dict[str, Any]:
+def run(
+    config_path: str, seeds: list[int], output: str | Path, overrides: list[str], workers: int = 0
+) -> dict[str, Any]:
     """Train every seed and write the summary.
 
     Rerunning the same command skips finished seeds and resumes interrupted ones from their
@@ -174,12 +199,16 @@ def run(config_path: str, seeds: list[int], output: str | Path, overrides: list[
     out.mkdir(parents=True, exist_ok=True)
 
     def report(r: dict[str, Any]) -> None:
-        print(f"seed {r['seed']}: dev F1 {100 * r['dev']['entity']['f1']:.2f}"
-              + (f", test F1 {100 * r['test']['entity']['f1']:.2f}" if "test" in r else "")
-              + f" ({r['wall_seconds']:.0f} s)", flush=True)
+        print(
+            f"seed {r['seed']}: dev F1 {100 * r['dev']['entity']['f1']:.2f}"
+            + (f", test F1 {100 * r['test']['entity']['f1']:.2f}" if "test" in r else "")
+            + f" ({r['wall_seconds']:.0f} s)",
+            flush=True,
+        )
 
-    runs = train_runs(config_path, [(overrides, s, out / f"seed{s}") for s in seeds], workers,
-                      report)
+    runs = train_runs(
+        config_path, [(overrides, s, out / f"seed{s}") for s in seeds], workers, report
+    )
     runs.sort(key=lambda r: r["seed"])
     summary = summarise(runs)
     summary["config"] = str(config_path)

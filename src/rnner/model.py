@@ -91,12 +91,13 @@ class CharLSTM(nn.Module):
             out = out.index_copy(0, index, self._final_states(x[index, :width], lengths[index]))
         return out
 
-    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str,
-                              *args: Any, **kwargs: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         # Earlier runs hold one bidirectional nn.LSTM named `rnn`: its weights are the two
         # directions' here, under other names.
         for key in [k for k in state_dict if k.startswith(prefix + "rnn.")]:
-            name = key[len(prefix + "rnn."):]
+            name = key[len(prefix + "rnn.") :]
             target = "backward_rnn." if name.endswith("_reverse") else "forward_rnn."
             state_dict[prefix + target + name.removesuffix("_reverse")] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -140,15 +141,24 @@ def repeat_mean(h: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torc
     real = h[mask]
     sums = real.new_zeros(len(groups), h.shape[2]).index_add(0, inverse, real)
     counts = torch.bincount(inverse, minlength=len(groups)).to(h.dtype)
-    return h.new_zeros(h.shape).masked_scatter(mask.unsqueeze(2),
-                                               sums[inverse] / counts[inverse, None])
+    return h.new_zeros(h.shape).masked_scatter(
+        mask.unsqueeze(2), sums[inverse] / counts[inverse, None]
+    )
 
 
 class Encoder(nn.Module):
     """Stacked (bi)directional RNN/GRU/LSTM over padded, right-aligned-padding batches."""
 
-    def __init__(self, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool,
-                 dropout: float, locked: bool = False):
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden: int,
+        layers: int,
+        bidirectional: bool,
+        dropout: float,
+        locked: bool = False,
+    ):
         super().__init__()
         rnn = CELLS[cell]
         self.bidirectional = bidirectional
@@ -198,11 +208,14 @@ class NeighbourWords(nn.Module):
         self.vocab = vocab
 
         def head() -> nn.ModuleDict:
-            return nn.ModuleDict({
-                "hidden": nn.Sequential(nn.Linear(hidden, dim), nn.Tanh()),
-                "softmax": nn.AdaptiveLogSoftmaxWithLoss(
-                    dim, vocab, cutoffs=[min(self.HEAD, vocab // 2)], div_value=4.0),
-            })
+            return nn.ModuleDict(
+                {
+                    "hidden": nn.Sequential(nn.Linear(hidden, dim), nn.Tanh()),
+                    "softmax": nn.AdaptiveLogSoftmaxWithLoss(
+                        dim, vocab, cutoffs=[min(self.HEAD, vocab // 2)], div_value=4.0
+                    ),
+                }
+            )
 
         self.next = head()
         self.previous = head() if bidirectional else None
@@ -241,26 +254,42 @@ class RNNTagger(nn.Module):
             size += cfg.casing_dim
         self.chars: nn.Module | None = None
         if cfg.char_encoder == "cnn":
-            self.chars = CharCNN(num_chars, cfg.char_dim, cfg.char_hidden, cfg.char_kernel,
-                                 cfg.dropout)
+            self.chars = CharCNN(
+                num_chars, cfg.char_dim, cfg.char_hidden, cfg.char_kernel, cfg.dropout
+            )
         elif cfg.char_encoder == "lstm":
             self.chars = CharLSTM(num_chars, cfg.char_dim, cfg.char_hidden, cfg.dropout)
         if self.chars is not None:
             size += self.chars.out_dim
         self.dropout = make_dropout(cfg.dropout, cfg.locked_dropout)
-        self.encoder = Encoder(cfg.cell, size, cfg.hidden_size, cfg.layers, cfg.bidirectional,
-                               cfg.dropout, cfg.locked_dropout)
+        self.encoder = Encoder(
+            cfg.cell,
+            size,
+            cfg.hidden_size,
+            cfg.layers,
+            cfg.bidirectional,
+            cfg.dropout,
+            cfg.locked_dropout,
+        )
         size = self.encoder.out_dim * (2 if cfg.repeat_pooling else 1)
         self.pooled: Encoder | None = None
         if cfg.pool_layers:
-            self.pooled = Encoder(cfg.cell, size, cfg.hidden_size, cfg.pool_layers,
-                                  cfg.bidirectional, cfg.dropout, cfg.locked_dropout)
+            self.pooled = Encoder(
+                cfg.cell,
+                size,
+                cfg.hidden_size,
+                cfg.pool_layers,
+                cfg.bidirectional,
+                cfg.dropout,
+                cfg.locked_dropout,
+            )
             size = self.pooled.out_dim
         self.proj = nn.Linear(size, num_tags)
         self.lm: NeighbourWords | None = None
         if cfg.lm_weight > 0:
-            self.lm = NeighbourWords(cfg.hidden_size, cfg.bidirectional,
-                                     min(cfg.lm_vocab + 2, num_words), cfg.lm_dim)
+            self.lm = NeighbourWords(
+                cfg.hidden_size, cfg.bidirectional, min(cfg.lm_vocab + 2, num_words), cfg.lm_dim
+            )
         self.crf = CRF(num_tags, *(constraints or ())) if cfg.output == "crf" else None
         if cfg.freeze_embeddings:
             self.words.weight.requires_grad_(False)
@@ -376,8 +405,9 @@ class RNNTagger(nn.Module):
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent cell
 
 
-def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
-                char_positions_per_token: float) -> dict[str, float]:
+def model_flops(
+    m: ModelConfig, word_dim: int, num_tags: int, char_positions_per_token: float
+) -> dict[str, float]:
     """Forward FLOPs per token (2 per multiply-add), by part; training counted as 3x forward.
 
     Embedding lookups, dropout, gathers and elementwise gate activations count as free.
@@ -406,8 +436,14 @@ def model_flops(m: ModelConfig, word_dim: int, num_tags: int,
     # CRF forward algorithm: per token a [K, K] add, exp and sum; softmax: about 3 per tag.
     output = 3.0 * num_tags**2 if m.output == "crf" else 3.0 * num_tags
     forward = char + rnn + proj + output
-    return {"char": char, "rnn": rnn, "proj": proj, "output": output, "forward": forward,
-            "train": 3 * forward}
+    return {
+        "char": char,
+        "rnn": rnn,
+        "proj": proj,
+        "output": output,
+        "forward": forward,
+        "train": 3 * forward,
+    }
 
 
 def char_positions(batches: Sequence[Batch], char_encoder: str) -> float:

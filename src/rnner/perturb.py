@@ -33,10 +33,19 @@ _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 KEYBOARD: dict[str, str] = {}
 for _r, _row in enumerate(_ROWS):
     for _c, _key in enumerate(_row):
-        _near_keys = [(_r, _c - 1), (_r, _c + 1), (_r - 1, _c), (_r - 1, _c + 1),
-                      (_r + 1, _c - 1), (_r + 1, _c)]
-        KEYBOARD[_key] = "".join(sorted(_ROWS[r][c] for r, c in _near_keys
-                                        if 0 <= r < len(_ROWS) and 0 <= c < len(_ROWS[r])))
+        _near_keys = [
+            (_r, _c - 1),
+            (_r, _c + 1),
+            (_r - 1, _c),
+            (_r - 1, _c + 1),
+            (_r + 1, _c - 1),
+            (_r + 1, _c),
+        ]
+        KEYBOARD[_key] = "".join(
+            sorted(
+                _ROWS[r][c] for r, c in _near_keys if 0 <= r < len(_ROWS) and 0 <= c < len(_ROWS[r])
+            )
+        )
 
 
 def rng_for(seed: int, *parts: object) -> random.Random:
@@ -93,8 +102,11 @@ def typo(token: str, rng: random.Random) -> str:
     letters = [i for i, ch in enumerate(token) if ch.isalpha()]
     if not letters:
         raise ValueError(f"no letter to misspell in {token!r}")
-    swaps = [i for i in range(len(token) - 1)
-             if token[i].isalpha() and token[i + 1].isalpha() and token[i] != token[i + 1]]
+    swaps = [
+        i
+        for i in range(len(token) - 1)
+        if token[i].isalpha() and token[i + 1].isalpha() and token[i] != token[i + 1]
+    ]
     edits = ["insert", "substitute"]
     if len(token) > 1:
         edits.append("delete")
@@ -117,14 +129,17 @@ def add_typos(sents: Sequence[Sentence], rate: float, rng: random.Random) -> lis
     letters or more), chosen uniformly: the rate is counted, not merely expected."""
     if not 0 <= rate <= 1:
         raise ValueError(f"typo rate {rate} is not in [0, 1]")
-    where = [(i, j) for i, s in enumerate(sents) for j, t in enumerate(s.tokens)
-             if typo_eligible(t)]
+    where = [
+        (i, j) for i, s in enumerate(sents) for j, t in enumerate(s.tokens) if typo_eligible(t)
+    ]
     chosen = sorted(rng.sample(where, round(rate * len(where))))
     tokens = {i: list(s.tokens) for i, s in enumerate(sents)}
     for i, j in chosen:
         tokens[i][j] = typo(tokens[i][j], rng)
-    return [s if tuple(tokens[i]) == s.tokens else dataclasses.replace(s, tokens=tuple(tokens[i]))
-            for i, s in enumerate(sents)]
+    return [
+        s if tuple(tokens[i]) == s.tokens else dataclasses.replace(s, tokens=tuple(tokens[i]))
+        for i, s in enumerate(sents)
+    ]
 
 
 # --- mentions --------------------------------------------------------------------------------
@@ -139,17 +154,20 @@ def mentions(sents: Sequence[Sentence], scheme: str) -> dict[str, list[Mention]]
     return {label: list(ms) for label, ms in found.items()}
 
 
-def unseen_mentions(sents: Sequence[Sentence], scheme: str, train: Sequence[Sentence],
-                    train_scheme: str) -> dict[str, list[Mention]]:
+def unseen_mentions(
+    sents: Sequence[Sentence], scheme: str, train: Sequence[Sentence], train_scheme: str
+) -> dict[str, list[Mention]]:
     """Mentions of `sents` whose text is no gold mention of any type in `train`: names the
     model cannot have learnt by heart."""
     seen = {m for ms in mentions(train, train_scheme).values() for m in ms}
-    return {label: [m for m in ms if m not in seen]
-            for label, ms in mentions(sents, scheme).items()}
+    return {
+        label: [m for m in ms if m not in seen] for label, ms in mentions(sents, scheme).items()
+    }
 
 
-def replace_mentions(sents: Sequence[Sentence], pool: Pool, scheme: str, rng: random.Random,
-                     share: float = 1.0) -> list[Sentence]:
+def replace_mentions(
+    sents: Sequence[Sentence], pool: Pool, scheme: str, rng: random.Random, share: float = 1.0
+) -> list[Sentence]:
     """Each gold mention (with chance `share`) swapped for a mention of the same type drawn
     from `pool`, a different one where the pool has one; tags re-laid in `scheme` for the
     new lengths. Types missing from the pool keep their mentions."""
@@ -175,17 +193,28 @@ def replace_mentions(sents: Sequence[Sentence], pool: Pool, scheme: str, rng: ra
             tokens += new
             pos = b
         tokens += s.tokens[pos:]
-        out.append(dataclasses.replace(s, tokens=tuple(tokens),
-                                       tags=tuple(tagging.from_spans(new_spans, len(tokens),
-                                                                     scheme))))
+        out.append(
+            dataclasses.replace(
+                s,
+                tokens=tuple(tokens),
+                tags=tuple(tagging.from_spans(new_spans, len(tokens), scheme)),
+            )
+        )
     return out
 
 
 # --- whole files -----------------------------------------------------------------------------
 
 
-def perturb(sents: Sequence[Sentence], kind: str, scheme: str, seed: int, *,
-            typo_rate: float = 0.1, pool: Pool | None = None) -> list[Sentence]:
+def perturb(
+    sents: Sequence[Sentence],
+    kind: str,
+    scheme: str,
+    seed: int,
+    *,
+    typo_rate: float = 0.1,
+    pool: Pool | None = None,
+) -> list[Sentence]:
     """A perturbed copy of a labelled file's sentences, `kind` one of PERTURBATIONS."""
     if kind in CASES:
         return [dataclasses.replace(s, tokens=tuple(recase(s.tokens, kind))) for s in sents]
@@ -198,9 +227,17 @@ def perturb(sents: Sequence[Sentence], kind: str, scheme: str, seed: int, *,
     raise ValueError(f"unknown perturbation {kind!r}: expected one of {', '.join(PERTURBATIONS)}")
 
 
-def augment_epoch(sents: Sequence[Sentence], scheme: str, seed: int, epoch: int, *,
-                  case: float = 0.0, typos: float = 0.0, mention_share: float = 0.0,
-                  pool: Pool | None = None) -> list[Sentence]:
+def augment_epoch(
+    sents: Sequence[Sentence],
+    scheme: str,
+    seed: int,
+    epoch: int,
+    *,
+    case: float = 0.0,
+    typos: float = 0.0,
+    mention_share: float = 0.0,
+    pool: Pool | None = None,
+) -> list[Sentence]:
     """One epoch's training sentences: mentions swapped (each with chance `mention_share`,
     for a same-type training mention: Dai & Adel 2020), then a share `case` of the sentences
     lower-, upper- or title-cased (one of the three at random), then typos in a share `typos`
@@ -208,8 +245,9 @@ def augment_epoch(sents: Sequence[Sentence], scheme: str, seed: int, epoch: int,
     resumed run redraws exactly what the interrupted one had."""
     out = list(sents)
     if mention_share and pool:
-        out = replace_mentions(out, pool, scheme, rng_for(seed, "augment", epoch, "mentions"),
-                               share=mention_share)
+        out = replace_mentions(
+            out, pool, scheme, rng_for(seed, "augment", epoch, "mentions"), share=mention_share
+        )
     if case:
         rng = rng_for(seed, "augment", epoch, "case")
         for i, s in enumerate(out):

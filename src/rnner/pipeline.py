@@ -61,8 +61,12 @@ def load_corpus(cfg: Config) -> Corpus:
         if trust is not None:
             trust += [1.0] * len(splits["dev"])
     scheme = check_tags(splits["train"], paths["train"])
-    types = {kind for s in splits["train"] for t in _gold(s)
-             if (kind := tags.split_tag(t)[1]) is not None}
+    types = {
+        kind
+        for s in splits["train"]
+        for t in _gold(s)
+        if (kind := tags.split_tag(t)[1]) is not None
+    }
     for split in ("dev", "test"):
         if split in splits:
             check_tags(splits[split], paths[split], types=types)
@@ -93,8 +97,7 @@ def read_trust(path: str, train: Sequence[Sentence], train_path: str) -> list[fl
         except ValueError:
             raise InputError(path, n, f"expected 'LINE<TAB>TRUST', found {raw.strip()!r}") from None
         if line not in index:
-            raise InputError(path, n, f"no training sentence starts at line {line} of "
-                             f"{train_path}")
+            raise InputError(path, n, f"no training sentence starts at line {line} of {train_path}")
         if not 0 < value <= 1:
             raise InputError(path, n, f"trust {value} is not in (0, 1]")
         trust[index[line]] = value
@@ -119,32 +122,45 @@ class Split:
         return list(batching.iterate(self.data, batch_size))
 
 
-def encode_split(sents: Sequence[Sentence], vocabs: Vocabs, cfg: Config,
-                 source_scheme: str | None = None,
-                 trust: Sequence[float] | None = None) -> Split:
+def encode_split(
+    sents: Sequence[Sentence],
+    vocabs: Vocabs,
+    cfg: Config,
+    source_scheme: str | None = None,
+    trust: Sequence[float] | None = None,
+) -> Split:
     """Tags (when `source_scheme` is given) are converted to the training scheme; tags that
     training never saw become O here (gold is scored from the file, not from these ids).
     `trust`, one per sentence, is given to each of its tokens."""
-    groups = batching.units([s.doc_id for s in sents], [len(s) for s in sents],
-                            cfg.data.context, cfg.data.max_context_tokens)
+    groups = batching.units(
+        [s.doc_id for s in sents],
+        [len(s) for s in sents],
+        cfg.data.context,
+        cfg.data.max_context_tokens,
+    )
     tokens = batching.join_units([s.tokens for s in sents], groups)
     tag_ids = None
     if source_scheme is not None:
         known = vocabs.tags
-        seqs = [[t if t in known else "O" for t in ts]
-                for ts in to_scheme(sents, cfg.data.scheme, source_scheme)]
+        seqs = [
+            [t if t in known else "O" for t in ts]
+            for ts in to_scheme(sents, cfg.data.scheme, source_scheme)
+        ]
         tag_ids = batching.join_units(seqs, groups)
     token_trust = None
     if trust is not None:
-        token_trust = batching.join_units([[t] * len(s) for s, t in zip(sents, trust, strict=True)],
-                                          groups)
-    return Split(batching.encode(tokens, vocabs, tag_ids, token_trust), groups,
-                 [len(s) for s in sents])
+        token_trust = batching.join_units(
+            [[t] * len(s) for s, t in zip(sents, trust, strict=True)], groups
+        )
+    return Split(
+        batching.encode(tokens, vocabs, tag_ids, token_trust), groups, [len(s) for s in sents]
+    )
 
 
 @torch.no_grad()
-def predict_ids(model: RNNTagger, split: Split, batches: list[batching.Batch],
-                device: torch.device) -> list[list[int]]:
+def predict_ids(
+    model: RNNTagger, split: Split, batches: list[batching.Batch], device: torch.device
+) -> list[list[int]]:
     """Tag ids per sentence, in dataset order (the model's scheme; see `decode_tags`)."""
     model.eval()
     rows: list[list[int]] = [[] for _ in split.groups]
@@ -155,8 +171,9 @@ def predict_ids(model: RNNTagger, split: Split, batches: list[batching.Batch],
     return batching.split_units(rows, split.groups, split.lengths)
 
 
-def decode_tags(ids: Sequence[Sequence[int]], vocabs: Vocabs, scheme: str,
-                output_scheme: str) -> list[list[str]]:
+def decode_tags(
+    ids: Sequence[Sequence[int]], vocabs: Vocabs, scheme: str, output_scheme: str
+) -> list[list[str]]:
     """Predicted tag ids (in the model's `scheme`) as tags in `output_scheme`."""
     names = vocabs.tags.itos
     return [tags.convert([names[i] for i in row], output_scheme, scheme) for row in ids]
@@ -180,7 +197,10 @@ def evaluate_split(
     result: dict[str, Any] = {"entity": entity_scores(gold, pred).to_dict()}
     if report:
         text, table = token_report(gold, pred)
-        result["token"] = {"accuracy": result["entity"]["accuracy"], "report": table,
-                           "report_text": text}
+        result["token"] = {
+            "accuracy": result["entity"]["accuracy"],
+            "report": table,
+            "report_text": text,
+        }
     result["predictions"] = pred
     return result

@@ -33,18 +33,68 @@ from .runs import (
 from .vocab import Vocabs
 
 __all__ = [
-    "DEFAULT_MODEL", "PICKLE_SUFFIXES", "RunDirError", "Span", "Tagger", "default_model_path",
-    "export_run", "load_run", "load_weights", "save_run", "split_sentences", "tokenize",
+    "DEFAULT_MODEL",
+    "PICKLE_SUFFIXES",
+    "RunDirError",
+    "Span",
+    "Tagger",
+    "default_model_path",
+    "export_run",
+    "load_run",
+    "load_weights",
+    "save_run",
+    "split_sentences",
+    "tokenize",
 ]
 
 
 # --- tokenizer -------------------------------------------------------------------------------
 
 _ABBREVIATIONS = {
-    "mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "inc.", "corp.", "ltd.",
-    "co.", "no.", "jan.", "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.",
-    "oct.", "nov.", "dec.", "gen.", "gov.", "sen.", "rep.", "lt.", "col.", "sgt.", "capt.",
-    "u.s.", "u.k.", "u.n.", "e.g.", "i.e.", "etc.", "approx.", "est.", "dept.", "mt.",
+    "mr.",
+    "mrs.",
+    "ms.",
+    "dr.",
+    "prof.",
+    "st.",
+    "jr.",
+    "sr.",
+    "vs.",
+    "inc.",
+    "corp.",
+    "ltd.",
+    "co.",
+    "no.",
+    "jan.",
+    "feb.",
+    "mar.",
+    "apr.",
+    "jun.",
+    "jul.",
+    "aug.",
+    "sep.",
+    "sept.",
+    "oct.",
+    "nov.",
+    "dec.",
+    "gen.",
+    "gov.",
+    "sen.",
+    "rep.",
+    "lt.",
+    "col.",
+    "sgt.",
+    "capt.",
+    "u.s.",
+    "u.k.",
+    "u.n.",
+    "e.g.",
+    "i.e.",
+    "etc.",
+    "approx.",
+    "est.",
+    "dept.",
+    "mt.",
 }
 # A token: a number with inner separators, an abbreviation with inner dots, a word with
 # inner hyphens/apostrophes, a clitic, or one punctuation character (runs of -, ., etc. kept).
@@ -113,8 +163,9 @@ class Span:
 class Tagger:
     """A trained model ready to tag text: `Tagger.load("models/conll03-en").predict(text)`."""
 
-    def __init__(self, model: RNNTagger, vocabs: Vocabs, cfg: Config, meta: dict,
-                 device: str = "cpu"):
+    def __init__(
+        self, model: RNNTagger, vocabs: Vocabs, cfg: Config, meta: dict, device: str = "cpu"
+    ):
         self.model, self.vocabs, self.cfg, self.meta = model, vocabs, cfg, meta
         self.device = torch.device(device)
         self.scheme = cfg.data.scheme
@@ -125,8 +176,12 @@ class Tagger:
         model, vocabs, cfg, meta = load_run(path or default_model_path(), device)
         return cls(model, vocabs, cfg, meta, device)
 
-    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
-            doc_ids: Sequence[int] | None = None) -> list[list[str]]:
+    def tag(
+        self,
+        sentences: Sequence[Sequence[str]],
+        batch_size: int = 256,
+        doc_ids: Sequence[int] | None = None,
+    ) -> list[list[str]]:
         """Tags (in the training data's own scheme) for pre-tokenised sentences.
 
         `doc_ids` say which sentences belong together, for models trained with document
@@ -136,13 +191,16 @@ class Tagger:
         result: list[list[str]] = [[] for _ in sentences]
         if not keep:
             return result
-        sents = [Sentence(tuple(sentences[i]), None, doc_ids[i] if doc_ids is not None else 0)
-                 for i in keep]
+        sents = [
+            Sentence(tuple(sentences[i]), None, doc_ids[i] if doc_ids is not None else 0)
+            for i in keep
+        ]
         split = encode_split(sents, self.vocabs, self.cfg)
         with torch.inference_mode():
             ids = predict_ids(self.model, split, split.batches(batch_size), self.device)
-        for i, row in zip(keep, decode_tags(ids, self.vocabs, self.scheme, self.output_scheme),
-                          strict=True):
+        for i, row in zip(
+            keep, decode_tags(ids, self.vocabs, self.scheme, self.output_scheme), strict=True
+        ):
             result[i] = row
         return result
 
@@ -155,8 +213,7 @@ class Tagger:
         for t in tokens:
             offsets.append((pos, pos + len(t)))
             pos += len(t) + 1
-        return _spans(" ".join(tokens), [tokens], [offsets], self.tag([tokens]),
-                      self.output_scheme)
+        return _spans(" ".join(tokens), [tokens], [offsets], self.tag([tokens]), self.output_scheme)
 
     def predict_text(self, texts: Iterable[str], batch_size: int = 256) -> list[list[Span]]:
         """Spans for each text, with character offsets into that text."""
@@ -169,13 +226,17 @@ class Tagger:
         for text, sents in zip(texts, per_text, strict=True):
             toks = [[tok for tok, _, _ in s] for s in sents]
             offs = [[(a, b) for _, a, b in s] for s in sents]
-            out.append(_spans(text, toks, offs, [next(tagged) for _ in sents],
-                              self.output_scheme))
+            out.append(_spans(text, toks, offs, [next(tagged) for _ in sents], self.output_scheme))
         return out
 
 
-def _spans(text: str, sents: list[list[str]], offsets: list[list[tuple[int, int]]],
-           tag_seqs: list[list[str]], scheme: str) -> list[Span]:
+def _spans(
+    text: str,
+    sents: list[list[str]],
+    offsets: list[list[tuple[int, int]]],
+    tag_seqs: list[list[str]],
+    scheme: str,
+) -> list[Span]:
     out: list[Span] = []
     base = 0
     for toks, offs, ts in zip(sents, offsets, tag_seqs, strict=True):

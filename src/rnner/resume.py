@@ -39,8 +39,9 @@ class Interrupted(Exception):
 class ChunkedOutput:
     """The output file of a resumable run; `write` text, then `chunk_done(items)`."""
 
-    def __init__(self, output: str, input_path: str, identity: dict[str, Any],
-                 resume: bool = False):
+    def __init__(
+        self, output: str, input_path: str, identity: dict[str, Any], resume: bool = False
+    ):
         self.path = Path(output)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.state_path = self.path.with_name(self.path.name + ".partial.json")
@@ -69,8 +70,9 @@ class ChunkedOutput:
         self._catch_signals()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: Any) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
         self._restore_signals()
         assert self._file is not None
         if kind is None:
@@ -104,7 +106,8 @@ class ChunkedOutput:
                     f"{self.stop}: stopped after {self.done} input "
                     f"{'items' if self.identity['format'] == 'conll' else 'lines'} of "
                     f"{self.input_path}; partial output in {self.partial}; the same command "
-                    "with --resume continues from there")
+                    "with --resume continues from there"
+                )
             yield chunk
             self.done += len(chunk)
             self._sync()
@@ -128,28 +131,38 @@ class ChunkedOutput:
 
     def _save_state(self) -> None:
         size = self.partial.stat().st_size if self.partial.exists() else 0
-        files.write_json(self.state_path, {"items": self.done, "output_bytes": size,
-                                           **self.identity})
+        files.write_json(
+            self.state_path, {"items": self.done, "output_bytes": size, **self.identity}
+        )
 
     def _load_state(self) -> dict[str, Any]:
         where = str(self.state_path)
         if not self.state_path.is_file() or not self.partial.is_file():
-            raise InputError(where, None, "nothing to resume (no interrupted run of this "
-                                          "output); run without --resume")
+            raise InputError(
+                where,
+                None,
+                "nothing to resume (no interrupted run of this output); run without --resume",
+            )
         try:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
             int(state["items"]), int(state["output_bytes"])
         except (ValueError, KeyError, TypeError) as e:
-            raise InputError(where, None, f"damaged resume state ({e}); run without --resume") \
-                from None
+            raise InputError(
+                where, None, f"damaged resume state ({e}); run without --resume"
+            ) from None
         for key, value in self.identity.items():
             if state.get(key) != value:
-                raise InputError(where, None, f"the interrupted run had a different {key} "
-                                              f"({state.get(key)!r}, now {value!r}); run "
-                                              "without --resume")
+                raise InputError(
+                    where,
+                    None,
+                    f"the interrupted run had a different {key} "
+                    f"({state.get(key)!r}, now {value!r}); run "
+                    "without --resume",
+                )
         if self.partial.stat().st_size < int(state["output_bytes"]):
-            raise InputError(where, None, f"{self.partial} is shorter than recorded; run "
-                                          "without --resume")
+            raise InputError(
+                where, None, f"{self.partial} is shorter than recorded; run without --resume"
+            )
         return state
 
     # --- signals --------------------------------------------------------------------------------
@@ -177,8 +190,11 @@ def _input_identity(path: str) -> dict[str, Any]:
     if path == "-":
         return {"input": "-"}
     st = os.stat(path)
-    return {"input": str(Path(path).resolve()), "input_bytes": st.st_size,
-            "input_mtime_ns": st.st_mtime_ns}
+    return {
+        "input": str(Path(path).resolve()),
+        "input_bytes": st.st_size,
+        "input_mtime_ns": st.st_mtime_ns,
+    }
 
 
 def model_identity(meta: dict[str, Any], config: dict[str, Any]) -> str:

@@ -62,14 +62,25 @@ def training_file(tagger: Any, given: str | None) -> Path:
     try:
         return Path(d.train) if d.train else resolve_split(d.dataset, "train", d.data_dir or None)
     except DataError:
-        raise RobustnessError(None, None, "the model's training file was not found: pass "
-                              "--train FILE (to tell unseen names from seen ones) or "
-                              "--mentions FILE") from None
+        raise RobustnessError(
+            None,
+            None,
+            "the model's training file was not found: pass "
+            "--train FILE (to tell unseen names from seen ones) or "
+            "--mentions FILE",
+        ) from None
 
 
-def report(tagger: Any, data: str | Path, kinds: Sequence[str] = DEFAULT_PERTURBATIONS, *,
-           typo_rate: float = 0.1, seed: int = 1, mentions_file: str | None = None,
-           train_file: str | None = None) -> dict[str, Any]:
+def report(
+    tagger: Any,
+    data: str | Path,
+    kinds: Sequence[str] = DEFAULT_PERTURBATIONS,
+    *,
+    typo_rate: float = 0.1,
+    seed: int = 1,
+    mentions_file: str | None = None,
+    train_file: str | None = None,
+) -> dict[str, Any]:
     """Scores on the clean file and on each perturbed copy (F1 and its drop in points)."""
     d = tagger.cfg.data
     sents = conll.read_conll(data, word_column=d.word_column, tag_column=d.tag_column)
@@ -83,10 +94,12 @@ def report(tagger: Any, data: str | Path, kinds: Sequence[str] = DEFAULT_PERTURB
             result["mentions"] = {"source": str(mentions_file)}
         else:
             train = training_file(tagger, train_file)
-            train_sents = conll.read_conll(train, word_column=d.word_column,
-                                           tag_column=d.tag_column)
-            pool = perturb.unseen_mentions(sents, scheme, train_sents,
-                                           conll.check_tags(train_sents, train))
+            train_sents = conll.read_conll(
+                train, word_column=d.word_column, tag_column=d.tag_column
+            )
+            pool = perturb.unseen_mentions(
+                sents, scheme, train_sents, conll.check_tags(train_sents, train)
+            )
             result["mentions"] = {"source": f"mentions of {data} that are no mention in {train}"}
         result["mentions"]["per_type"] = {k: len(v) for k, v in sorted(pool.items())}
     if "typos" in kinds:
@@ -114,8 +127,10 @@ def table(result: dict[str, Any]) -> str:
     for name, row in result["results"].items():
         label = f"typos {result['typo_rate']:g}" if name == "typos" else name
         drop = f"{row['drop']:6.2f}" if "drop" in row else f"{'':6s}"
-        lines.append(f"{label:14s} {100 * row['precision']:6.2f} {100 * row['recall']:6.2f} "
-                     f"{100 * row['f1']:6.2f} {drop}")
+        lines.append(
+            f"{label:14s} {100 * row['precision']:6.2f} {100 * row['recall']:6.2f} "
+            f"{100 * row['f1']:6.2f} {drop}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -130,8 +145,15 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     tagger = Tagger.load(args.run_dir)
-    result = report(tagger, args.data, kinds, typo_rate=args.typo_rate, seed=args.seed,
-                    mentions_file=args.mentions, train_file=args.train)
+    result = report(
+        tagger,
+        args.data,
+        kinds,
+        typo_rate=args.typo_rate,
+        seed=args.seed,
+        mentions_file=args.mentions,
+        train_file=args.train,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -141,16 +163,30 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 def add_robustness_parser(sub: Any) -> argparse.ArgumentParser:
     """`rnner robustness`, for cli.py's table of commands."""
-    r = sub.add_parser("robustness", help="score a run on lower/UPPER/Title-cased, misspelt "
-                       "and name-swapped copies of a labelled file")
+    r = sub.add_parser(
+        "robustness",
+        help="score a run on lower/UPPER/Title-cased, misspelt "
+        "and name-swapped copies of a labelled file",
+    )
     r.add_argument("run_dir")
     r.add_argument("--data", required=True, help="labelled CoNLL file")
-    r.add_argument("--perturb", action="append", choices=perturb.PERTURBATIONS,
-                   help="a perturbation (repeatable; default: all)")
-    r.add_argument("--typo-rate", type=float, default=0.1,
-                   help="share of words (2+ letters) given one typo (0.1)")
-    r.add_argument("--mentions", help="mentions to swap in, 'TYPE<TAB>tokens' a line "
-                   "(default: the file's mentions that are no mention in the training file)")
+    r.add_argument(
+        "--perturb",
+        action="append",
+        choices=perturb.PERTURBATIONS,
+        help="a perturbation (repeatable; default: all)",
+    )
+    r.add_argument(
+        "--typo-rate",
+        type=float,
+        default=0.1,
+        help="share of words (2+ letters) given one typo (0.1)",
+    )
+    r.add_argument(
+        "--mentions",
+        help="mentions to swap in, 'TYPE<TAB>tokens' a line "
+        "(default: the file's mentions that are no mention in the training file)",
+    )
     r.add_argument("--train", help="the model's training file (default: as its run.json says)")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

@@ -52,8 +52,9 @@ def save_run(
 
 def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     state = load_safetensors((Path(path) / "model.safetensors").read_bytes())
-    return {k: v.float().to(device) if v.is_floating_point() else v.to(device)
-            for k, v in state.items()}
+    return {
+        k: v.float().to(device) if v.is_floating_point() else v.to(device) for k, v in state.items()
+    }
 
 
 def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, Config, dict]:
@@ -75,8 +76,14 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
         vocabs = Vocabs.from_dict(_read_json(d / "vocab.json"))
         meta = _read_json(d / "run.json")
         names = vocabs.tags.itos
-        model = RNNTagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(names),
-                          meta["word_dim"], tags.constraints(names, cfg.data.scheme))
+        model = RNNTagger(
+            cfg.model,
+            len(vocabs.words),
+            len(vocabs.chars),
+            len(names),
+            meta["word_dim"],
+            tags.constraints(names, cfg.data.scheme),
+        )
         model.load_state_dict(load_weights(d))
     except Exception as e:  # bad JSON, config, truncated weights, shape mismatch: all one story
         raise RunDirError(f"{d}: damaged run directory ({type(e).__name__}: {e})") from None

@@ -38,6 +38,9 @@ def config_path(name: str) -> Path:
 
         folder = find(CONFIGS)
         names = sorted(p.stem for p in folder.glob("*.toml")) if folder else []
-        raise ConfigError(name, "no such file, nor a shipped config of that name"
-                          + (f" (shipped: {', '.join(names)})" if names else ""))
+        raise ConfigError(
+            name,
+            "no such file, nor a shipped config of that name"
+            + (f" (shipped: {', '.join(names)})" if names else ""),
+        )
     return found

@@ -70,16 +70,20 @@ def resolve_url(url: str) -> str:
     """The URL with a PostgreSQL driver that is installed; a StorageError if none is."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise StorageError(f"{url!r} is not a storage URL: use sqlite:///PATH, "
-                           "postgresql://..., mysql://... or journal:PATH")
+        raise StorageError(
+            f"{url!r} is not a storage URL: use sqlite:///PATH, "
+            "postgresql://..., mysql://... or journal:PATH"
+        )
     dialect, _, driver = scheme.partition("+")
     if dialect not in ("postgresql", "postgres"):
         return url
     known = dict(PG_DRIVERS)
     if driver:
         if driver in known and not _installed(known[driver]):
-            raise StorageError(f"{scheme}:// needs the {known[driver]} module: "
-                               f"{INSTALL_HINT} (or name the installed driver in the URL)")
+            raise StorageError(
+                f"{scheme}:// needs the {known[driver]} module: "
+                f"{INSTALL_HINT} (or name the installed driver in the URL)"
+            )
         return f"postgresql+{driver}://{rest}"
     for name, module in PG_DRIVERS:
         if _installed(module):
@@ -103,9 +107,13 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a pooled connection may have died
     if url.startswith("postgresql"):
         # libpq options (psycopg 3 and psycopg2 alike): no connect or dead peer waits forever
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "keepalives": 1,
-                                  "keepalives_idle": 30, "keepalives_interval": 10,
-                                  "keepalives_count": 3}
+        kwargs["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
     return kwargs
 
 
@@ -117,8 +125,9 @@ def _unreachable(e: BaseException) -> bool:
     link: BaseException | None = e
     while link is not None and id(link) not in seen:
         seen.add(id(link))
-        if isinstance(link, sa.DBAPIError) and (link.connection_invalidated or isinstance(
-                link, sa.OperationalError | sa.InterfaceError)):
+        if isinstance(link, sa.DBAPIError) and (
+            link.connection_invalidated or isinstance(link, sa.OperationalError | sa.InterfaceError)
+        ):
             return True
         link = link.__cause__ or link.__context__
     return False
@@ -143,9 +152,11 @@ def _with_retries(call: Callable[[], T], url: str, budget: float) -> T:
             if not _unreachable(e):
                 raise
             if time.monotonic() + pause > deadline:
-                raise StorageError(f"lost the connection to {redacted(url)} for {budget:.0f} s "
-                                   f"({_first_line(e)}); rerun the same command to resume "
-                                   "once the database is back") from e
+                raise StorageError(
+                    f"lost the connection to {redacted(url)} for {budget:.0f} s "
+                    f"({_first_line(e)}); rerun the same command to resume "
+                    "once the database is back"
+                ) from e
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
 
@@ -153,8 +164,9 @@ def _with_retries(call: Callable[[], T], url: str, budget: float) -> T:
 def _retrying(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
-        return _with_retries(lambda: method(self, *args, **kwargs), self.url,
-                             self.rnner_retry_seconds)
+        return _with_retries(
+            lambda: method(self, *args, **kwargs), self.url, self.rnner_retry_seconds
+        )
 
     return wrapper
 
@@ -168,17 +180,20 @@ def _storage_class() -> type:
     if _STORAGE_CLASS is None:
         from optuna.storages import RDBStorage
 
-        methods = {name: _retrying(fn) for name, fn in
-                   inspect.getmembers(RDBStorage, inspect.isfunction)
-                   if not name.startswith("_")}
-        _STORAGE_CLASS = type("RetryingRDBStorage", (RDBStorage,),
-                              {"rnner_retry_seconds": DEFAULT_RETRY_SECONDS, **methods,
-                               "__module__": __name__})
+        methods = {
+            name: _retrying(fn)
+            for name, fn in inspect.getmembers(RDBStorage, inspect.isfunction)
+            if not name.startswith("_")
+        }
+        _STORAGE_CLASS = type(
+            "RetryingRDBStorage",
+            (RDBStorage,),
+            {"rnner_retry_seconds": DEFAULT_RETRY_SECONDS, **methods, "__module__": __name__},
+        )
     return _STORAGE_CLASS
 
 
-def _create_schema_alone(url: str, kwargs: dict[str, Any],
-                         create: Callable[[], T]) -> T:
+def _create_schema_alone(url: str, kwargs: dict[str, Any], create: Callable[[], T]) -> T:
     """Run `create` while holding a PostgreSQL advisory lock, so one worker creates the
     schema and the others wait for it and find it made."""
     import sqlalchemy
@@ -191,8 +206,9 @@ def _create_schema_alone(url: str, kwargs: dict[str, Any],
             try:
                 return create()
             finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"),
-                             {"k": SCHEMA_LOCK_KEY})
+                conn.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY}
+                )
     finally:
         engine.dispose()
 
@@ -203,7 +219,8 @@ def _lost_race(e: BaseException) -> bool:
 
     text = str(e).lower()
     return isinstance(e, sa.IntegrityError | sa.ProgrammingError | sa.OperationalError) and (
-        "already exists" in text or "duplicate" in text)
+        "already exists" in text or "duplicate" in text
+    )
 
 
 @contextlib.contextmanager
@@ -260,5 +277,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         return _with_retries(create_safely, url, budget)
     except ImportError as e:  # a MySQL URL without its driver, say
-        raise StorageError(f"{redacted(url)}: no database driver ({e}); install the driver "
-                           "the URL names") from None
+        raise StorageError(
+            f"{redacted(url)}: no database driver ({e}); install the driver the URL names"
+        ) from None

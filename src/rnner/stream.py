@@ -133,8 +133,9 @@ def _lines(stream: IO[bytes], counts: _Counts) -> Iterator[tuple[int, str] | Non
             yield lineno, line
 
 
-def _sentences(lines: Iterable[tuple[int, str] | None],
-               counts: _Counts) -> Iterator[Sentence | DocStart | None]:
+def _sentences(
+    lines: Iterable[tuple[int, str] | None], counts: _Counts
+) -> Iterator[Sentence | DocStart | None]:
     """Unlabelled CoNLL input, one line at a time: the word is the first column.
 
     The rules (and limits) are those of rnner.conll.parse_conll, whose line splitting and
@@ -221,8 +222,9 @@ def _open_in(path: str) -> tuple[IO[bytes], str, int | None]:
     return source, path, st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _write_conll(out: IO[str], items: list[Sentence | DocStart], tagger: Tagger,
-                 batch_size: int) -> None:
+def _write_conll(
+    out: IO[str], items: list[Sentence | DocStart], tagger: Tagger, batch_size: int
+) -> None:
     sents = [s for s in items if isinstance(s, Sentence)]
     tagged = iter(tagger.tag([s.tokens for s in sents], batch_size, [s.doc_id for s in sents]))
     for item in items:
@@ -240,13 +242,15 @@ def span_records(tagger: Tagger, texts: list[str], batch_size: int = 256) -> lis
     return [[s.to_dict() for s in spans] for spans in tagger.predict_text(texts, batch_size)]
 
 
-def _write_lines(out: IO[str], chunk: list[tuple[int, str]], tagger: Tagger, fmt: str,
-                 batch_size: int) -> None:
+def _write_lines(
+    out: IO[str], chunk: list[tuple[int, str]], tagger: Tagger, fmt: str, batch_size: int
+) -> None:
     texts = [text for _, text in chunk]
     if fmt == "text":
         found = tagger.predict_text(texts, batch_size)
-        out.write("".join(inline(text, spans) + "\n"
-                          for text, spans in zip(texts, found, strict=True)))
+        out.write(
+            "".join(inline(text, spans) + "\n" for text, spans in zip(texts, found, strict=True))
+        )
         return
     records = span_records(tagger, texts, batch_size)
     for (lineno, text), spans in zip(chunk, records, strict=True):
@@ -261,9 +265,16 @@ def _show_progress(progress: bool) -> bool:
         return False
 
 
-def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str = "jsonl",
-                   on_error: str = "fail", batch_size: int = 256, progress: bool = True,
-                   resume: bool = False) -> int:
+def predict_stream(
+    tagger: Tagger,
+    input_path: str,
+    output_path: str,
+    fmt: str = "jsonl",
+    on_error: str = "fail",
+    batch_size: int = 256,
+    progress: bool = True,
+    resume: bool = False,
+) -> int:
     """Tag `input_path` ('-': stdin) into `output_path` ('-': stdout). Returns an exit code.
 
     jsonl: one `{"line", "text", "spans"}` record per input line; text: each line with its
@@ -277,8 +288,16 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
         raise ValueError(f"unknown format {fmt!r}")
     source, name, total = _open_in(input_path)
     counts = _Counts(name, on_error)
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="tagging",
-               file=sys.stderr, disable=not _show_progress(progress), leave=False)
+    bar = tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc="tagging",
+        file=sys.stderr,
+        disable=not _show_progress(progress),
+        leave=False,
+    )
 
     def done(out: IO[str]) -> None:
         out.flush()  # a pipe's reader sees each chunk as soon as it is tagged
@@ -302,11 +321,14 @@ def predict_stream(tagger: Tagger, input_path: str, output_path: str, fmt: str =
                 out = sys.stdout
                 skip_done, chunks = iter, iter
             else:
-                identity = {"format": fmt, "on_error": on_error, "chunk_lines": CHUNK_LINES,
-                            "chunk_chars": CHUNK_CHARS,
-                            "model": model_identity(tagger.meta, tagger.cfg.to_dict())}
-                out = stack.enter_context(ChunkedOutput(output_path, input_path, identity,
-                                                        resume))
+                identity = {
+                    "format": fmt,
+                    "on_error": on_error,
+                    "chunk_lines": CHUNK_LINES,
+                    "chunk_chars": CHUNK_CHARS,
+                    "model": model_identity(tagger.meta, tagger.cfg.to_dict()),
+                }
+                out = stack.enter_context(ChunkedOutput(output_path, input_path, identity, resume))
                 skip_done, chunks = out.skip_done, out.chunks
             lines = _lines(source, counts)
             if fmt == "conll":

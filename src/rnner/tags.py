@@ -309,5 +309,8 @@ def constraints(
     tag_names: Sequence[str], scheme: str
 ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     """Allowed transitions, first tags and last tags: what a CRF for `scheme` may output."""
-    return (allowed_transitions(tag_names, scheme), allowed_start(tag_names, scheme),
-            allowed_end(tag_names, scheme))
+    return (
+        allowed_transitions(tag_names, scheme),
+        allowed_start(tag_names, scheme),
+        allowed_end(tag_names, scheme),
+    )

@@ -116,9 +116,14 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int,
-        threads: int = 0, on_result: Callable[[int, Any], None] | None = None,
-        stagger: float = 0.0) -> Outcome:
+def run(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple[Any, ...]],
+    workers: int,
+    threads: int = 0,
+    on_result: Callable[[int, Any], None] | None = None,
+    stagger: float = 0.0,
+) -> Outcome:
     """Run `fn(*job)` for every job on `workers` spawned processes.
 
     `fn` must be importable by name (spawned workers unpickle it). `threads` caps each worker's
@@ -144,9 +149,12 @@ def run(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int,
         for fut in futures:
             fut.cancel()
 
-    with _sigterm_interrupts(), cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init,
-            initargs=(stop, threads)) as pool:
+    with (
+        _sigterm_interrupts(),
+        cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init, initargs=(stop, threads)
+        ) as pool,
+    ):
         try:
             for i, args in enumerate(jobs):
                 if stop.is_set():
@@ -169,8 +177,13 @@ def run(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int,
     return outcome
 
 
-def _collect(fut: cf.Future[Any], index: int, stopping: bool, outcome: Outcome,
-             on_result: Callable[[int, Any], None] | None) -> None:
+def _collect(
+    fut: cf.Future[Any],
+    index: int,
+    stopping: bool,
+    outcome: Outcome,
+    on_result: Callable[[int, Any], None] | None,
+) -> None:
     if fut.cancelled() or (stopping and fut.exception() is not None):
         outcome.stopped.append(index)  # or a pool broken by the stop
         return

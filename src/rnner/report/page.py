@@ -37,16 +37,24 @@ def report(study: optuna.Study, output: str | Path, storage: str = "") -> Path:
     md = [f"# Sweep report: {study.study_name}", ""]
     if storage:
         md.append(f"Storage: `{storage}`  ")
-    md.append("Trials: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-                            or "none") + "  ")
+    md.append(
+        "Trials: "
+        + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none")
+        + "  "
+    )
     if sweep:
-        md.append(f"Seeds per configuration: {sweep.get('seeds')}; sampler "
-                  f"{sweep.get('sampler', {}).get('type')}, pruner "
-                  f"{sweep.get('pruner', {}).get('type')}  ")
-    md += ["",
-           "Dev F1 is the entity F1 at each run's best dev epoch; rows are ranked by its mean "
-           "over seeds. Test F1 is taken at that same epoch and is reported only, never used "
-           "to select anything. F1 in points, mean ± sample std over seeds.", ""]
+        md.append(
+            f"Seeds per configuration: {sweep.get('seeds')}; sampler "
+            f"{sweep.get('sampler', {}).get('type')}, pruner "
+            f"{sweep.get('pruner', {}).get('type')}  "
+        )
+    md += [
+        "",
+        "Dev F1 is the entity F1 at each run's best dev epoch; rows are ranked by its mean "
+        "over seeds. Test F1 is taken at that same epoch and is reported only, never used "
+        "to select anything. F1 in points, mean ± sample std over seeds.",
+        "",
+    ]
     write_csv(study, keys, out / "trials.csv")
     if not rows:
         md += ["No complete trials yet.", ""]
@@ -56,24 +64,36 @@ def report(study: optuna.Study, output: str | Path, storage: str = "") -> Path:
 
     best = rows[0]
     files.write_text(out / "best_config.json", json.dumps(best.config, indent=2) + "\n")
-    md += ["## Configurations", "", table(rows, keys), "",
-           f"Best: trial {best.trials[0]}, dev F1 {pm(best.dev)}, test F1 {pm(best.test)} "
-           f"over {len(best.runs)} seed(s). Its config is in `best_config.json` "
-           "(`rnner train best_config.json` retrains it).", ""]
+    md += [
+        "## Configurations",
+        "",
+        table(rows, keys),
+        "",
+        f"Best: trial {best.trials[0]}, dev F1 {pm(best.dev)}, test F1 {pm(best.test)} "
+        f"over {len(best.runs)} seed(s). Its config is in `best_config.json` "
+        "(`rnner train best_config.json` retrains it).",
+        "",
+    ]
 
     imp, why = importances(study)
     md += ["## Hyperparameter importance", ""]
     if imp:
-        md += ["fANOVA importance for mean dev F1 (sums to 1; conditional parameters are only "
-               "scored when present in every trial).", "", "| parameter | importance |",
-               "|---|---|"]
+        md += [
+            "fANOVA importance for mean dev F1 (sums to 1; conditional parameters are only "
+            "scored when present in every trial).",
+            "",
+            "| parameter | importance |",
+            "|---|---|",
+        ]
         md += [f"| {k} | {v:.3f} |" for k, v in imp.items()]
     else:
         md.append(why[0].upper() + why[1:] + ".")
     md.append("")
 
-    plots = [("Learning curves", plot_curves(rows, out / "learning_curves.png")),
-             ("Accuracy against wall time", plot_time(rows, out / "f1_vs_time.png"))]
+    plots = [
+        ("Learning curves", plot_curves(rows, out / "learning_curves.png")),
+        ("Accuracy against wall time", plot_time(rows, out / "f1_vs_time.png")),
+    ]
     if _varies(rows, "train.lr"):
         plots.append(("Learning rate per optimizer", plot_lr(rows, out / "lr_by_optimizer.png")))
     if _varies(rows, "train.batch_size"):
@@ -97,11 +117,17 @@ def report(study: optuna.Study, output: str | Path, storage: str = "") -> Path:
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("report", help="tables and plots of a sweep's study")
-    p.add_argument("source", metavar="STUDY_OR_DIR",
-                   help="a `rnner tune` output directory, a .db file, or a storage URL")
+    p.add_argument(
+        "source",
+        metavar="STUDY_OR_DIR",
+        help="a `rnner tune` output directory, a .db file, or a storage URL",
+    )
     p.add_argument("--study", help="study name (default: the only one, or the directory's)")
-    p.add_argument("--output", help="where to write report.md and the plots "
-                                    "(default: the output directory, else report-STUDY)")
+    p.add_argument(
+        "--output",
+        help="where to write report.md and the plots "
+        "(default: the output directory, else report-STUDY)",
+    )
     p.set_defaults(func=cmd_report)
     return p
 

@@ -39,8 +39,16 @@ def save_figure(fig: Any, path: Path, dpi: int = 110) -> str:
     return path.name
 
 
-def _finish(fig: Any, ax: Axes, path: Path, xlabel: str, ylabel: str, title: str,
-            grid: Literal["major", "minor", "both"] = "major", legend: bool = True) -> str:
+def _finish(
+    fig: Any,
+    ax: Axes,
+    path: Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    grid: Literal["major", "minor", "both"] = "major",
+    legend: bool = True,
+) -> str:
     """Labels, grid and legend of a one-panel plot, then `save_figure`."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -73,13 +81,24 @@ def plot_curves(rows: list[Group], path: Path) -> str:
         xs = list(range(1, n + 1))
         mean = [100 * statistics.fmean(v) for v in at]
         line = ax.plot(xs, mean, marker="o", ms=3, label=f"#{rank} trial {g.trials[0]}")[0]
-        ax.fill_between(xs, [100 * min(v) for v in at], [100 * max(v) for v in at],
-                        color=line.get_color(), alpha=0.15)
+        ax.fill_between(
+            xs,
+            [100 * min(v) for v in at],
+            [100 * max(v) for v in at],
+            color=line.get_color(),
+            alpha=0.15,
+        )
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _finish(fig, ax, path, "epoch", "dev entity F1",
-                   "Learning curves of the best configurations (mean over seeds, min–max band)")
+    return _finish(
+        fig,
+        ax,
+        path,
+        "epoch",
+        "dev entity F1",
+        "Learning curves of the best configurations (mean over seeds, min–max band)",
+    )
 
 
 def plot_time(rows: list[Group], path: Path) -> str:
@@ -94,13 +113,28 @@ def plot_time(rows: list[Group], path: Path) -> str:
         xs = [g.mean("seconds") or 0.0 for g in sel]
         ys = [100 * g.dev_mean for g in sel]
         errs = [100 * statistics.stdev(g.dev) if len(g.dev) > 1 else 0.0 for g in sel]
-        ax.errorbar(xs, ys, yerr=errs, fmt="o", ms=4, capsize=2, label=lab,
-                    color=colors.get(lab, "C0") if lab else "C0")
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=errs,
+            fmt="o",
+            ms=4,
+            capsize=2,
+            label=lab,
+            color=colors.get(lab, "C0") if lab else "C0",
+        )
     secs = [g.mean("seconds") or 0.0 for g in rows]
     if min(secs) > 0 and max(secs) / min(secs) > 10:
         ax.set_xscale("log")
-    return _finish(fig, ax, path, "wall time per seed (s)", "dev entity F1 (mean ± std over seeds)",
-                   "Accuracy against training time", legend=by_opt)
+    return _finish(
+        fig,
+        ax,
+        path,
+        "wall time per seed (s)",
+        "dev entity F1 (mean ± std over seeds)",
+        "Accuracy against training time",
+        legend=by_opt,
+    )
 
 
 def plot_lr(rows: list[Group], path: Path) -> str:
@@ -117,8 +151,15 @@ def plot_lr(rows: list[Group], path: Path) -> str:
         errs = [100 * statistics.stdev(g.dev) if len(g.dev) > 1 else 0.0 for g in sel]
         ax.errorbar(xs, ys, yerr=errs, fmt="o", ms=4, capsize=2, color=colors[lab], label=lab)
     ax.set_xscale("log")
-    return _finish(fig, ax, path, "learning rate", "dev entity F1 (mean ± std over seeds)",
-                   "Dev F1 against learning rate, per optimizer", grid="both")
+    return _finish(
+        fig,
+        ax,
+        path,
+        "learning rate",
+        "dev entity F1 (mean ± std over seeds)",
+        "Dev F1 against learning rate, per optimizer",
+        grid="both",
+    )
 
 
 def plot_batch(rows: list[Group], path: Path) -> str:
@@ -126,21 +167,28 @@ def plot_batch(rows: list[Group], path: Path) -> str:
     plt = pyplot()
     rows = [g for g in rows if "train.batch_size" in g.active]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([g.value("train.batch_size") for g in rows], [100 * g.dev_mean for g in rows],
-               s=12, color="0.6", label="configuration (mean over seeds)")
+    ax.scatter(
+        [g.value("train.batch_size") for g in rows],
+        [100 * g.dev_mean for g in rows],
+        s=12,
+        color="0.6",
+        label="configuration (mean over seeds)",
+    )
     best: dict[int, Group] = {}
     for g in rows:  # rows are sorted best first
         best.setdefault(g.value("train.batch_size"), g)
     sizes = sorted(best)
     ys = [100 * best[b].dev_mean for b in sizes]
     errs = [100 * statistics.stdev(best[b].dev) if len(best[b].dev) > 1 else 0.0 for b in sizes]
-    ax.errorbar(sizes, ys, yerr=errs, fmt="-o", capsize=3, color="C0",
-                label="best per batch size (± std)")
+    ax.errorbar(
+        sizes, ys, yerr=errs, fmt="-o", capsize=3, color="C0", label="best per batch size (± std)"
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.minorticks_off()
-    return _finish(fig, ax, path, "batch size", "dev entity F1", "Dev F1 by batch size",
-                   grid="both")
+    return _finish(
+        fig, ax, path, "batch size", "dev entity F1", "Dev F1 by batch size", grid="both"
+    )
 
 
 def plot_optimizers(rows: list[Group], path: Path) -> str:
@@ -149,10 +197,11 @@ def plot_optimizers(rows: list[Group], path: Path) -> str:
     labels = sorted({g.optimizer() for g in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     every = [[100 * x for g in rows if g.optimizer() == lab for x in g.dev] for lab in labels]
-    best = [[100 * x for x in next(g for g in rows if g.optimizer() == lab).dev]
-            for lab in labels]
-    for ax, data, title in ((left, every, "all configurations, all seeds"),
-                            (right, best, "best configuration of each, over seeds")):
+    best = [[100 * x for x in next(g for g in rows if g.optimizer() == lab).dev] for lab in labels]
+    for ax, data, title in (
+        (left, every, "all configurations, all seeds"),
+        (right, best, "best configuration of each, over seeds"),
+    ):
         ax.boxplot(data)
         ax.set_xticks(range(1, len(labels) + 1), labels)
         for i, ys in enumerate(data, 1):
@@ -172,7 +221,7 @@ def plot_params(rows: list[Group], keys: list[str], logs: set[str], path: Path) 
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys, strict=False):
         _param_panel(ax, rows, key, key in logs)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     return save_figure(fig, path)
 
@@ -189,8 +238,9 @@ def _param_panel(ax: Axes, rows: list[Group], key: str, log: bool) -> None:
         cats = sorted({json.dumps(v) for v in values})
         data = [[100 * g.dev_mean for g in rows if json.dumps(g.value(key)) == c] for c in cats]
         ax.boxplot(data)
-        ax.set_xticks(range(1, len(cats) + 1),
-                      [json.loads(c) if c.startswith('"') else c for c in cats])
+        ax.set_xticks(
+            range(1, len(cats) + 1), [json.loads(c) if c.startswith('"') else c for c in cats]
+        )
         ax.tick_params(axis="x", rotation=30)
     ax.set_title(key, fontsize=9)
     ax.set_ylabel("dev F1")

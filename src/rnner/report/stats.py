@@ -29,11 +29,15 @@ def method_note(alpha: float = ALPHA) -> str:
     if _scipy_stats() is not None:
         import scipy
 
-        return (f"Welch's two-sample t-test (unequal variances, two-sided, scipy "
-                f"{scipy.__version__}) on the per-seed F1 of the two levels; significant when "
-                f"p < {alpha}")
-    return ("scipy is not installed, so a simple rule stands in for a test: significant when "
-            "|difference of means| > 2 × pooled std, pooled std = sqrt((s1² + s2²) / 2)")
+        return (
+            f"Welch's two-sample t-test (unequal variances, two-sided, scipy "
+            f"{scipy.__version__}) on the per-seed F1 of the two levels; significant when "
+            f"p < {alpha}"
+        )
+    return (
+        "scipy is not installed, so a simple rule stands in for a test: significant when "
+        "|difference of means| > 2 × pooled std, pooled std = sqrt((s1² + s2²) / 2)"
+    )
 
 
 def pm(xs: Sequence[float], scale: float = 100) -> str:
@@ -92,8 +96,9 @@ class Comparison:
         return p_cell(self.p)
 
 
-def compare(a: Sequence[float], b: Sequence[float], scale: float = 100,
-            alpha: float = ALPHA) -> Comparison:
+def compare(
+    a: Sequence[float], b: Sequence[float], scale: float = 100, alpha: float = ALPHA
+) -> Comparison:
     """Level `a` against reference `b`; the difference is in `scale` units (points for F1)."""
     if not a or not b:
         return Comparison(None, None, None)

@@ -88,8 +88,10 @@ def resolve(source: str, study: str | None = None) -> tuple[str, str, Path | Non
     directory = None
     if path.is_dir():
         if not (path / "study.db").is_file():
-            raise ReportError(f"{path} holds no study.db; pass the storage URL "
-                              "(postgresql://..., journal:PATH) and --study")
+            raise ReportError(
+                f"{path} holds no study.db; pass the storage URL "
+                "(postgresql://..., journal:PATH) and --study"
+            )
         url, directory = f"sqlite:///{(path / 'study.db').resolve()}", path
     elif path.is_file() and path.suffix == ".db":
         url = f"sqlite:///{path.resolve()}"
@@ -107,8 +109,9 @@ def resolve(source: str, study: str | None = None) -> tuple[str, str, Path | Non
         else:
             if not names:
                 raise ReportError(f"{url} holds no study")
-            raise ReportError(f"{url} holds several studies ({', '.join(names)}); pick one "
-                              "with --study")
+            raise ReportError(
+                f"{url} holds several studies ({', '.join(names)}); pick one with --study"
+            )
     return url, study, directory
 
 
@@ -129,8 +132,7 @@ def search_keys(study: optuna.Study) -> list[str]:
 
 
 def log_scaled(study: optuna.Study) -> set[str]:
-    return {p["key"] for p in study.user_attrs.get("sweep", {}).get("search", [])
-            if p.get("log")}
+    return {p["key"] for p in study.user_attrs.get("sweep", {}).get("search", []) if p.get("log")}
 
 
 def groups(study: optuna.Study) -> list[Group]:
@@ -140,8 +142,9 @@ def groups(study: optuna.Study) -> list[Group]:
         if t.state.name != "COMPLETE" or "config" not in t.user_attrs:
             continue
         a = t.user_attrs
-        g = out.setdefault(a.get("config_id", str(t.number)), Group(a.get("config_id", ""),
-                                                                    a["config"]))
+        g = out.setdefault(
+            a.get("config_id", str(t.number)), Group(a.get("config_id", ""), a["config"])
+        )
         g.trials.append(t.number)
         g.active |= {name.split("@", 1)[0] for name in t.params}
         seen = {r["seed"] for r in g.runs}
@@ -178,10 +181,15 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if len(complete) < MIN_IMPORTANCE_TRIALS:
-        return {}, (f"not computed: {len(complete)} complete trials, at least "
-                    f"{MIN_IMPORTANCE_TRIALS} needed")
-    varying = [n for n in {n for t in complete for n in t.params}
-               if len({json.dumps(t.params.get(n)) for t in complete}) > 1]
+        return {}, (
+            f"not computed: {len(complete)} complete trials, at least "
+            f"{MIN_IMPORTANCE_TRIALS} needed"
+        )
+    varying = [
+        n
+        for n in {n for t in complete for n in t.params}
+        if len({json.dumps(t.params.get(n)) for t in complete}) > 1
+    ]
     if not varying:
         return {}, "not computed: no parameter varies across complete trials"
     try:

@@ -9,8 +9,10 @@ import signal
 import sys
 from pathlib import Path
 
-EXTRA_MISSING = ("rnner serve needs the serve extra (FastAPI, uvicorn, prometheus-client): "
-                 "pip install 'rnner[serve]'")
+EXTRA_MISSING = (
+    "rnner serve needs the serve extra (FastAPI, uvicorn, prometheus-client): "
+    "pip install 'rnner[serve]'"
+)
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,16 +26,36 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     s.add_argument("--device", default="cpu", help="torch device (cpu)")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     s.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
-    s.add_argument("--max-texts", type=int, default=d.max_texts,
-                   help=f"texts (or sentences) per request ({d.max_texts})")
-    s.add_argument("--max-text-chars", type=int, default=d.max_text_chars,
-                   help=f"characters per text ({d.max_text_chars})")
-    s.add_argument("--batch-wait-ms", type=float, default=2.0,
-                   help="how long the first request of a batch waits for others (2)")
-    s.add_argument("--batch-tokens", type=int, default=8192,
-                   help="tokens tagged in one model call at most (8192)")
-    s.add_argument("--drain-seconds", type=float, default=30.0,
-                   help="on SIGTERM/Ctrl-C, how long in-flight requests may take (30)")
+    s.add_argument(
+        "--max-texts",
+        type=int,
+        default=d.max_texts,
+        help=f"texts (or sentences) per request ({d.max_texts})",
+    )
+    s.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=d.max_text_chars,
+        help=f"characters per text ({d.max_text_chars})",
+    )
+    s.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long the first request of a batch waits for others (2)",
+    )
+    s.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=8192,
+        help="tokens tagged in one model call at most (8192)",
+    )
+    s.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/Ctrl-C, how long in-flight requests may take (30)",
+    )
     s.set_defaults(func=cmd_serve)
     return s
 
@@ -59,9 +81,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = Limits(args.max_body_bytes, args.max_texts, args.max_text_chars)
     app = create_app(tagger, run_dir, limits, args.batch_wait_ms, args.batch_tokens)
     configure_logging()
-    config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False,
-                            log_level="warning", timeout_graceful_shutdown=args.drain_seconds,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=args.drain_seconds,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     # uvicorn drains on SIGINT/SIGTERM and then re-raises the signal to the handler that was
     # there before it; a no-op one makes a drained shutdown exit 0 instead of 130/143.
@@ -75,8 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for s in server.servers:
             for sock in s.sockets:
                 host, port = sock.getsockname()[:2]
-                log.info("serving %s on http://%s:%d (page: /, API docs: /docs)",
-                         run_dir, host, port)
+                log.info(
+                    "serving %s on http://%s:%d (page: /, API docs: /docs)", run_dir, host, port
+                )
 
     async def main() -> None:
         watcher = asyncio.create_task(started())

@@ -53,18 +53,24 @@ class BadRequest(Exception):
 class NERRequest(BaseModel):
     """Exactly one of the three fields."""
 
-    text: str | None = Field(None, description="one raw text (tokenised and split here)",
-                             examples=["Peter Blackburn visited Brussels on Monday."])
+    text: str | None = Field(
+        None,
+        description="one raw text (tokenised and split here)",
+        examples=["Peter Blackburn visited Brussels on Monday."],
+    )
     texts: list[str] | None = Field(None, description="several raw texts, each on its own")
     tokens: list[list[str]] | None = Field(
-        None, description="pre-tokenised sentences of one document")
+        None, description="pre-tokenised sentences of one document"
+    )
 
 
 class SpanModel(BaseModel):
     text: str
     label: str
-    start: int = Field(description="character offset (into the text, or into the "
-                                   "sentence's tokens joined by single spaces)")
+    start: int = Field(
+        description="character offset (into the text, or into the "
+        "sentence's tokens joined by single spaces)"
+    )
     end: int
     token_start: int
     token_end: int
@@ -76,8 +82,9 @@ class Result(BaseModel):
 
 class NERResponse(BaseModel):
     spans: list[SpanModel] | None = Field(None, description="for `text`")
-    results: list[Result] | None = Field(None, description="for `texts` (one per text) and "
-                                                           "`tokens` (one per sentence)")
+    results: list[Result] | None = Field(
+        None, description="for `texts` (one per text) and `tokens` (one per sentence)"
+    )
     tokens: int = Field(description="tokens tagged")
 
 
@@ -102,14 +109,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise BadRequest(400, "bad_header", "Content-Length is not a number") from None
         if size > limit:
-            raise BadRequest(413, "body_too_large",
-                             f"body of {size} bytes exceeds the limit of {limit} bytes")
+            raise BadRequest(
+                413, "body_too_large", f"body of {size} bytes exceeds the limit of {limit} bytes"
+            )
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise BadRequest(413, "body_too_large",
-                             f"body exceeds the limit of {limit} bytes")
+            raise BadRequest(413, "body_too_large", f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -117,8 +124,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_request(body: bytes, limits: Limits) -> tuple[str, list[Any], bool]:
     """(kind, items, single) from a raw body; raises BadRequest naming what is wrong."""
     if not body.strip():
-        raise BadRequest(400, "empty_body",
-                         'empty body; send JSON such as {"text": "Peter visited Paris."}')
+        raise BadRequest(
+            400, "empty_body", 'empty body; send JSON such as {"text": "Peter visited Paris."}'
+        )
     try:
         decoded = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -126,35 +134,41 @@ def parse_request(body: bytes, limits: Limits) -> tuple[str, list[Any], bool]:
     try:
         data = json.loads(decoded)
     except RecursionError:
-        raise BadRequest(400, "invalid_json", "body is not valid JSON: nested too deeply") \
-            from None
+        raise BadRequest(400, "invalid_json", "body is not valid JSON: nested too deeply") from None
     except ValueError as e:
         raise BadRequest(400, "invalid_json", f"body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise BadRequest(422, "invalid_request",
-                         f"body must be a JSON object, not {_json_type(data)}")
+        raise BadRequest(
+            422, "invalid_request", f"body must be a JSON object, not {_json_type(data)}"
+        )
     given = [k for k in ("text", "texts", "tokens") if k in data]
     unknown = sorted(set(data) - {"text", "texts", "tokens"})
     if unknown:
-        raise BadRequest(422, "invalid_request",
-                         f"unknown field {unknown[0]!r}; give one of text, texts, tokens")
+        raise BadRequest(
+            422, "invalid_request", f"unknown field {unknown[0]!r}; give one of text, texts, tokens"
+        )
     if len(given) != 1:
-        raise BadRequest(422, "invalid_request",
-                         "give exactly one of text, texts, tokens"
-                         + (f" (got {', '.join(given)})" if given else ""))
+        raise BadRequest(
+            422,
+            "invalid_request",
+            "give exactly one of text, texts, tokens"
+            + (f" (got {', '.join(given)})" if given else ""),
+        )
     field = given[0]
     value = data[field]
     if field == "text":
         _check_text(value, "text", limits)
         return TEXTS, [value], True
     if not isinstance(value, list):
-        raise BadRequest(422, "invalid_request",
-                         f"{field} must be a list, not {_json_type(value)}")
+        raise BadRequest(422, "invalid_request", f"{field} must be a list, not {_json_type(value)}")
     if not value:
         raise BadRequest(422, "invalid_request", f"{field} is empty")
     if len(value) > limits.max_texts:
-        raise BadRequest(413, "too_many_texts",
-                         f"{field} holds {len(value)} items; the limit is {limits.max_texts}")
+        raise BadRequest(
+            413,
+            "too_many_texts",
+            f"{field} holds {len(value)} items; the limit is {limits.max_texts}",
+        )
     if field == "texts":
         for i, text in enumerate(value):
             _check_text(text, f"texts[{i}]", limits)
@@ -162,36 +176,50 @@ def parse_request(body: bytes, limits: Limits) -> tuple[str, list[Any], bool]:
     for i, sent in enumerate(value):
         where = f"tokens[{i}]"
         if not isinstance(sent, list):
-            raise BadRequest(422, "invalid_request",
-                             f"{where} must be a list of strings, not {_json_type(sent)}")
+            raise BadRequest(
+                422, "invalid_request", f"{where} must be a list of strings, not {_json_type(sent)}"
+            )
         for j, tok in enumerate(sent):
             if not isinstance(tok, str) or not tok or tok.isspace():
                 what = repr(tok) if isinstance(tok, str) else _json_type(tok)
-                raise BadRequest(422, "invalid_request",
-                                 f"{where}[{j}] must be a non-blank string, not {what}")
+                raise BadRequest(
+                    422, "invalid_request", f"{where}[{j}] must be a non-blank string, not {what}"
+                )
         _check_text(" ".join(sent), where, limits)
     return TOKENS, value, False
 
 
 def _check_text(value: Any, where: str, limits: Limits) -> None:
     if not isinstance(value, str):
-        raise BadRequest(422, "invalid_request",
-                         f"{where} must be a string, not {_json_type(value)}")
+        raise BadRequest(
+            422, "invalid_request", f"{where} must be a string, not {_json_type(value)}"
+        )
     if len(value) > limits.max_text_chars:
-        raise BadRequest(413, "text_too_long",
-                         f"{where} has {len(value)} characters; the limit is "
-                         f"{limits.max_text_chars}")
+        raise BadRequest(
+            413,
+            "text_too_long",
+            f"{where} has {len(value)} characters; the limit is {limits.max_text_chars}",
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise BadRequest(422, "invalid_request",
-                         f"{where} is not valid Unicode (a lone surrogate at character "
-                         f"{e.start})") from None
+        raise BadRequest(
+            422,
+            "invalid_request",
+            f"{where} is not valid Unicode (a lone surrogate at character {e.start})",
+        ) from None
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -208,18 +236,32 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("rnner_requests_total", "HTTP requests",
-                                ["method", "path", "status"], registry=self.registry)
+        self.requests = Counter(
+            "rnner_requests_total",
+            "HTTP requests",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "rnner_request_seconds", "HTTP request latency", ["path"], registry=self.registry,
-            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+            "rnner_request_seconds",
+            "HTTP request latency",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.tokens = Counter("rnner_tokens_total", "tokens tagged", registry=self.registry)
         self.batch_requests = Histogram(
-            "rnner_batch_requests", "requests tagged in one model call",
-            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+            "rnner_batch_requests",
+            "requests tagged in one model call",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
         self.batch_seconds = Histogram(
-            "rnner_batch_seconds", "model time of one batch", registry=self.registry,
-            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+            "rnner_batch_seconds",
+            "model time of one batch",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
 
     def batch(self, requests: int, tokens: int, seconds: float) -> None:
         self.batch_requests.observe(requests)
@@ -257,8 +299,14 @@ class AccessLog:
             self.metrics.requests.labels(scope["method"], path, str(status)).inc()
             self.metrics.latency.labels(path).observe(seconds)
             tokens = scope.get("state", {}).get("tokens", 0)
-            log.info("%s %s %d tokens=%d ms=%.1f", scope["method"], scope["path"], status,
-                     tokens, 1000 * seconds)
+            log.info(
+                "%s %s %d tokens=%d ms=%.1f",
+                scope["method"],
+                scope["path"],
+                status,
+                tokens,
+                1000 * seconds,
+            )
 
 
 def model_info(tagger: Tagger, run_dir: Path | None) -> dict[str, Any]:
@@ -278,8 +326,11 @@ def model_info(tagger: Tagger, run_dir: Path | None) -> dict[str, Any]:
         "config": tagger.cfg.to_dict(),
         "metrics": metrics,
         "trained_with": tagger.meta.get("versions"),
-        "versions": {"rnner": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "rnner": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
 
 
@@ -287,8 +338,13 @@ def page() -> str:
     return resources.files("rnner.serve").joinpath("static/index.html").read_text("utf-8")
 
 
-def create_app(tagger: Tagger, run_dir: str | Path | None = None, limits: Limits | None = None,
-               max_wait_ms: float = 2.0, max_batch_tokens: int = 8192) -> Any:
+def create_app(
+    tagger: Tagger,
+    run_dir: str | Path | None = None,
+    limits: Limits | None = None,
+    max_wait_ms: float = 2.0,
+    max_batch_tokens: int = 8192,
+) -> Any:
     """The ASGI app serving `tagger`. The micro-batcher's thread starts with the app's
     lifespan and is stopped (after finishing its queue) when the server shuts down."""
     import contextlib
@@ -307,10 +363,12 @@ def create_app(tagger: Tagger, run_dir: str | Path | None = None, limits: Limits
             state.pop("batcher").close()
 
     app = FastAPI(
-        title="rnner", version=__version__, lifespan=lifespan,
+        title="rnner",
+        version=__version__,
+        lifespan=lifespan,
         description="Named entity recognition with a BiLSTM-CNN-CRF model. "
-                    f"Limits: body {limits.max_body_bytes} bytes, {limits.max_texts} texts "
-                    f"(or sentences) per request, {limits.max_text_chars} characters per text.",
+        f"Limits: body {limits.max_body_bytes} bytes, {limits.max_texts} texts "
+        f"(or sentences) per request, {limits.max_text_chars} characters per text.",
     )
     app.state.limits = limits
     html = page()
@@ -343,17 +401,26 @@ def create_app(tagger: Tagger, run_dir: str | Path | None = None, limits: Limits
 
     @app.post(
         "/v1/ner",
-        responses={200: {"model": NERResponse}, 400: {"model": ErrorResponse},
-                   413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": NERRequest.model_json_schema()}}}},
+        responses={
+            200: {"model": NERResponse},
+            400: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": NERRequest.model_json_schema()}},
+            }
+        },
     )
     async def ner(request: Request) -> Response:
         """Entity spans for `{"text": ...}`, `{"texts": [...]}` or `{"tokens": [[...]]}`:
         the same span objects as `rnner predict --format jsonl`."""
         try:
             kind, items, single = parse_request(
-                await read_body(request, limits.max_body_bytes), limits)
+                await read_body(request, limits.max_body_bytes), limits
+            )
         except BadRequest as e:
             return _error(e.status, e.kind, e.message)
         records, tokens = await state["batcher"].submit(kind, items)

@@ -46,8 +46,9 @@ def count_tokens(kind: str, items: Sequence[Any]) -> int:
     return sum(len(tokenize(t)) for t in items)
 
 
-def token_span_records(tagger: Tagger, docs: Sequence[Sequence[Sequence[str]]],
-                       batch_size: int = 256) -> list[list[list[dict]]]:
+def token_span_records(
+    tagger: Tagger, docs: Sequence[Sequence[Sequence[str]]], batch_size: int = 256
+) -> list[list[list[dict]]]:
     """Spans of pre-tokenised sentences: each element of `docs` is one document (one
     request's sentences); offsets are into the sentence's tokens joined by single spaces,
     as `Tagger.predict(tokens)` gives them."""
@@ -78,8 +79,13 @@ def token_span_records(tagger: Tagger, docs: Sequence[Sequence[Sequence[str]]],
 class MicroBatcher:
     """Queue + one worker thread running the model; `await submit(kind, items)`."""
 
-    def __init__(self, tagger: Tagger, max_wait_ms: float = 2.0, max_tokens: int = 8192,
-                 on_batch: Callable[[int, int, float], None] | None = None):
+    def __init__(
+        self,
+        tagger: Tagger,
+        max_wait_ms: float = 2.0,
+        max_tokens: int = 8192,
+        on_batch: Callable[[int, int, float], None] | None = None,
+    ):
         self.tagger = tagger
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
@@ -109,8 +115,11 @@ class MicroBatcher:
         while total < self.max_tokens:
             remaining = deadline - time.perf_counter()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else \
-                    self._queue.get_nowait()
+                job = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if job is None:
@@ -152,8 +161,9 @@ class MicroBatcher:
                 for j in texts:
                     results[id(j)] = [next(records) for _ in j.items]
             if docs:
-                for j, r in zip(docs, token_span_records(self.tagger, [j.items for j in docs]),
-                                strict=True):
+                for j, r in zip(
+                    docs, token_span_records(self.tagger, [j.items for j in docs]), strict=True
+                ):
                     results[id(j)] = r
         except Exception as e:  # a model failure answers every request of the batch
             for j in batch:

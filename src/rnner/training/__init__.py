@@ -21,7 +21,21 @@ from .state import Interrupted, Progress, WeightAverage
 from .trainer import Hook, final_scores, fit
 
 __all__ = [
-    "Epoch", "Hook", "Interrupted", "Progress", "Setup", "WeightAverage", "build_model",
-    "final_scores", "fit", "make_optimizer", "make_schedule", "param_groups", "pick_device",
-    "prepare", "pretrained_matrix", "set_seed", "train_while_improving",
+    "Epoch",
+    "Hook",
+    "Interrupted",
+    "Progress",
+    "Setup",
+    "WeightAverage",
+    "build_model",
+    "final_scores",
+    "fit",
+    "make_optimizer",
+    "make_schedule",
+    "param_groups",
+    "pick_device",
+    "prepare",
+    "pretrained_matrix",
+    "set_seed",
+    "train_while_improving",
 ]

@@ -33,9 +33,14 @@ class Epoch:
     improved: bool  # dev F1 above every earlier epoch's (always, with train.select "last")
 
 
-def train_while_improving(s: Setup, state: Progress, epoch_rng: Mapping[str, Any] | None,
-                          started: float,
-                          stop: list[bool], progress: bool = True) -> Iterator[Epoch]:
+def train_while_improving(
+    s: Setup,
+    state: Progress,
+    epoch_rng: Mapping[str, Any] | None,
+    started: float,
+    stop: list[bool],
+    progress: bool = True,
+) -> Iterator[Epoch]:
     """Epochs `state.epoch` .. `train.epochs`, continuing a resumed epoch at `state.position`
     with the batch order drawn from `epoch_rng`. When `stop[0]` turns true the loop raises
     `Stopped` between two batches, with `state` ready to checkpoint.
@@ -54,8 +59,16 @@ def train_while_improving(s: Setup, state: Progress, epoch_rng: Mapping[str, Any
         scores = None
         if dist.main:  # in a data-parallel job the other ranks follow rank 0's dev scores
             with s.average.applied(s.model) if s.average else contextlib.nullcontext():
-                scores = evaluate_split(s.model, s.dev, s.dev_batches, s.corpus.dev, s.vocabs,
-                                        s.cfg, s.corpus.scheme, s.device)["entity"]
+                scores = evaluate_split(
+                    s.model,
+                    s.dev,
+                    s.dev_batches,
+                    s.corpus.dev,
+                    s.vocabs,
+                    s.cfg,
+                    s.corpus.scheme,
+                    s.device,
+                )["entity"]
         scores = dist.share(scores)
         dev_f1 = scores["f1"]
         # "last" is for training on train+dev, where dev F1 is no longer a fair judge.
@@ -89,8 +102,14 @@ def train_while_improving(s: Setup, state: Progress, epoch_rng: Mapping[str, Any
         yield Epoch(record, improved)
 
 
-def _train_epoch(s: Setup, state: Progress, epoch_rng: Mapping[str, Any], started: float,
-                 stop: list[bool], progress: bool) -> float:
+def _train_epoch(
+    s: Setup,
+    state: Progress,
+    epoch_rng: Mapping[str, Any],
+    started: float,
+    stop: list[bool],
+    progress: bool,
+) -> float:
     """One pass over the training batches from `state.position`; returns its seconds."""
     t = s.cfg.train
     model, opt = s.model, s.opt
@@ -103,9 +122,16 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: Mapping[str, Any], starte
     t0 = time.perf_counter() - state.epoch_seconds
     steps = dist.deal(batches, state.position)  # one batch per rank and step
     total = -(-len(batches) // dist.world)
-    bar = tqdm(steps, desc=f"epoch {state.epoch}", unit="batch", leave=False,
-               disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True,
-               initial=total - len(steps), total=total)
+    bar = tqdm(
+        steps,
+        desc=f"epoch {state.epoch}",
+        unit="batch",
+        leave=False,
+        disable=not progress or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+        initial=total - len(steps),
+        total=total,
+    )
     for after, index, weight in bar:
         b = batching.make_batch(train, index).to(s.device)
         loss = train_loss(b)
@@ -113,9 +139,15 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: Mapping[str, Any], starte
         (loss * weight if weight != 1.0 else loss).backward()
         update(model, opt, t.clip, s.average)
         counted = weight > 0  # a rank without a batch of its own counts nothing
-        step_loss, sequences, sentences, tokens, stopping = dist.total([
-            loss.item() * len(index) * counted, len(index) * counted,
-            int(unit_sizes[index].sum()) * counted, b.num_tokens * counted, stop[0]])
+        step_loss, sequences, sentences, tokens, stopping = dist.total(
+            [
+                loss.item() * len(index) * counted,
+                len(index) * counted,
+                int(unit_sizes[index].sum()) * counted,
+                b.num_tokens * counted,
+                stop[0],
+            ]
+        )
         state.loss += step_loss
         state.sequences += int(sequences)
         state.sentences += int(sentences)
@@ -133,8 +165,9 @@ def _train_epoch(s: Setup, state: Progress, epoch_rng: Mapping[str, Any], starte
     return time.perf_counter() - t0
 
 
-def update(model: RNNTagger, opt: torch.optim.Optimizer, clip: float,
-           average: WeightAverage | None) -> None:
+def update(
+    model: RNNTagger, opt: torch.optim.Optimizer, clip: float, average: WeightAverage | None
+) -> None:
     """After backward: clip the gradient norm, step, and update the weight average."""
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -53,11 +53,20 @@ def build_model(
         min_freq=cfg.data.min_word_freq,
         extra_words=extra,
     )
-    info: dict[str, Any] = {"words": len(vocabs.words), "chars": len(vocabs.chars),
-                            "tags": len(vocabs.tags)}
+    info: dict[str, Any] = {
+        "words": len(vocabs.words),
+        "chars": len(vocabs.chars),
+        "tags": len(vocabs.tags),
+    }
     dim = pretrained.dim if pretrained is not None else m.word_dim
-    model = RNNTagger(m, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), dim,
-                      tags.constraints(vocabs.tags.itos, cfg.data.scheme))
+    model = RNNTagger(
+        m,
+        len(vocabs.words),
+        len(vocabs.chars),
+        len(vocabs.tags),
+        dim,
+        tags.constraints(vocabs.tags.itos, cfg.data.scheme),
+    )
     if pretrained is not None:
         matrix, hit = pretrained_matrix(vocabs, corpus, pretrained, rng)
         with torch.no_grad():
@@ -73,8 +82,9 @@ def build_model(
     return model, vocabs, info
 
 
-def pretrained_matrix(vocabs: Vocabs, corpus: Corpus, pretrained: embeddings.Pretrained,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def pretrained_matrix(
+    vocabs: Vocabs, corpus: Corpus, pretrained: embeddings.Pretrained, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """The word embedding matrix before training, and which rows have a pretrained vector;
     each word is looked up by a surface form the corpus spells it with."""
     surfaces: dict[str, str] = {}
@@ -104,9 +114,14 @@ def make_optimizer(cfg: Config, params: list[Any]) -> torch.optim.Optimizer:
         kw.update(momentum=t.momentum, nesterov=t.nesterov)
     elif t.optimizer == "rmsprop":
         kw.update(momentum=t.momentum)
-    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-           "nadam": torch.optim.NAdam, "rmsprop": torch.optim.RMSprop,
-           "adagrad": torch.optim.Adagrad}[t.optimizer]
+    cls = {
+        "sgd": torch.optim.SGD,
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "nadam": torch.optim.NAdam,
+        "rmsprop": torch.optim.RMSprop,
+        "adagrad": torch.optim.Adagrad,
+    }[t.optimizer]
     if t.optimizer in ("sgd", "adam", "adamw", "adagrad"):
         try:
             return cls(params, fused=True, **kw)
@@ -167,7 +182,18 @@ def prepare(cfg: Config, corpus: Corpus | None = None) -> Setup:
     dev = encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
     opt = make_optimizer(cfg, param_groups(cfg, model))
     return Setup(
-        cfg, corpus, device, rng, model, vocabs, info, train,
-        np.array([len(g) for g in train.groups]), dev, dev.batches(t.eval_batch_size), opt,
-        make_schedule(cfg, opt), WeightAverage(model, t.ema) if t.ema else None,
+        cfg,
+        corpus,
+        device,
+        rng,
+        model,
+        vocabs,
+        info,
+        train,
+        np.array([len(g) for g in train.groups]),
+        dev,
+        dev.batches(t.eval_batch_size),
+        opt,
+        make_schedule(cfg, opt),
+        WeightAverage(model, t.ema) if t.ema else None,
     )

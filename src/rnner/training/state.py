@@ -120,23 +120,37 @@ class WeightAverage:
             self.average[k].copy_(v)
 
 
-def save_checkpoint(out: Path, model: RNNTagger, opt: torch.optim.Optimizer, sched: Any,
-                     progress: Progress, epoch_rng: Mapping[str, Any],
-                     average: WeightAverage | None) -> None:
-    checkpoint.save(out, {
-        "model": model.state_dict(),
-        "average": average.state_dict() if average else None,
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "progress": dataclasses.asdict(progress),
-        "epoch_rng": epoch_rng,  # numpy state at the start of the epoch: same batch order
-        "torch_rng": torch.get_rng_state(),
-        "python_rng": random.getstate(),
-    })
+def save_checkpoint(
+    out: Path,
+    model: RNNTagger,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    progress: Progress,
+    epoch_rng: Mapping[str, Any],
+    average: WeightAverage | None,
+) -> None:
+    checkpoint.save(
+        out,
+        {
+            "model": model.state_dict(),
+            "average": average.state_dict() if average else None,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "progress": dataclasses.asdict(progress),
+            "epoch_rng": epoch_rng,  # numpy state at the start of the epoch: same batch order
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        },
+    )
 
 
-def restore(out: Path, model: RNNTagger, opt: torch.optim.Optimizer, sched: Any,
-            average: WeightAverage | None) -> tuple[Progress, dict]:
+def restore(
+    out: Path,
+    model: RNNTagger,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    average: WeightAverage | None,
+) -> tuple[Progress, dict]:
     """Load the checkpoint of `out` into the objects given (and torch's and Python's RNGs);
     returns the counters and the numpy RNG state the epoch in progress started from."""
     ck = checkpoint.load(out)

@@ -55,8 +55,7 @@ def fit(
             best = load_weights(out, s.device)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"source_scheme": s.corpus.scheme, **s.info,
-                **describe(s.corpus.paths, t.seed)}
+        meta = {"source_scheme": s.corpus.scheme, **s.info, **describe(s.corpus.paths, t.seed)}
         save_run(out, s.model, s.vocabs, cfg, meta)
     started = time.perf_counter() - state.elapsed
     with stop_requests() as stop:
@@ -111,10 +110,12 @@ def _checkpoint(out: Path, s: Setup, state: Progress, epoch_rng: Mapping[str, An
 
 def _epoch_line(epoch: Epoch) -> str:
     r = epoch.record
-    return (f"epoch {r['epoch']:3d}  loss {r['train_loss']:8.4f}  dev P/R/F1 "
-            f"{100 * r['dev_precision']:.2f}/{100 * r['dev_recall']:.2f}/"
-            f"{100 * r['dev_f1']:.2f}  {r['train_seconds']:5.1f}s  "
-            f"{r['sentences_per_s']:.0f} sent/s" + ("  *" if epoch.improved else ""))
+    return (
+        f"epoch {r['epoch']:3d}  loss {r['train_loss']:8.4f}  dev P/R/F1 "
+        f"{100 * r['dev_precision']:.2f}/{100 * r['dev_recall']:.2f}/"
+        f"{100 * r['dev_f1']:.2f}  {r['train_seconds']:5.1f}s  "
+        f"{r['sentences_per_s']:.0f} sent/s" + ("  *" if epoch.improved else "")
+    )
 
 
 def final_scores(s: Setup, state: Progress) -> dict[str, Any]:
@@ -131,8 +132,9 @@ def final_scores(s: Setup, state: Progress) -> dict[str, Any]:
         test = encode_split(s.corpus.test, s.vocabs, s.cfg, s.corpus.scheme)
         finals.append(("test", s.corpus.test, test, test.batches(t.eval_batch_size)))
     for split, sents, enc, batches in finals:
-        res = evaluate_split(s.model, enc, batches, sents, s.vocabs, s.cfg, s.corpus.scheme,
-                             s.device, report=True)
+        res = evaluate_split(
+            s.model, enc, batches, sents, s.vocabs, s.cfg, s.corpus.scheme, s.device, report=True
+        )
         res.pop("predictions")
         metrics[split] = res
     return metrics

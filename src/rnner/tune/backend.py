@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
 
+
 def _trial_seed(seed: int, number: int) -> int:
     import numpy as np
 
@@ -139,8 +140,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def find_stale(study: optuna.Study, stale_after: float = STALE_AFTER_SECONDS,
-               now: float | None = None) -> list[optuna.trial.FrozenTrial]:
+def find_stale(
+    study: optuna.Study, stale_after: float = STALE_AFTER_SECONDS, now: float | None = None
+) -> list[optuna.trial.FrozenTrial]:
     """RUNNING trials nobody is working on.
 
     Claimed by a worker on this machine: stale when that process is gone (immediate). Claimed

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from ..pipeline import Corpus
 
+
 class _Surplus(Exception):
     """Other workers already started enough trials to reach the target."""
 
@@ -100,8 +101,9 @@ class _Objective:
                 return self._run(trial)
             except (Interrupted, KeyboardInterrupt):
                 self.interrupted = True
-                trial.set_user_attr("error", "interrupted; retried (from its checkpoints) by "
-                                             "the next run")
+                trial.set_user_attr(
+                    "error", "interrupted; retried (from its checkpoints) by the next run"
+                )
                 raise
             except Exception as e:
                 import optuna
@@ -117,8 +119,11 @@ class _Objective:
         from optuna.trial import TrialState
 
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        ahead = [t for t in self.study.get_trials(deepcopy=False, states=states)
-                 if t.number < trial.number]
+        ahead = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=states)
+            if t.number < trial.number
+        ]
         return len(ahead) >= self.spec.target
 
     def _corpus(self, cfg: Config) -> Corpus:
@@ -157,8 +162,15 @@ class _Objective:
             self._record(trial, runs)
         return statistics.fmean(r["dev_f1"] for r in runs)
 
-    def _seed(self, trial: optuna.Trial, cfg: Config, run: Path, old: Path | None,
-              report: bool, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def _seed(
+        self,
+        trial: optuna.Trial,
+        cfg: Config,
+        run: Path,
+        old: Path | None,
+        report: bool,
+        runs: list[dict[str, Any]],
+    ) -> dict[str, Any]:
         import optuna
 
         from .. import checkpoint
@@ -195,11 +207,20 @@ class _Objective:
             if done:
                 metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
             else:
-                metrics = fit(cfg, run, corpus=corpus, hooks=[prune] if report else (),
-                              progress=False, resume=resume)
+                metrics = fit(
+                    cfg,
+                    run,
+                    corpus=corpus,
+                    hooks=[prune] if report else (),
+                    progress=False,
+                    resume=resume,
+                )
         except optuna.TrialPruned:
-            partial = {"seed": cfg.train.seed, "dev_curve": [r["dev_f1"] for r in _read_log(run)],
-                       "pruned": True}
+            partial = {
+                "seed": cfg.train.seed,
+                "dev_curve": [r["dev_f1"] for r in _read_log(run)],
+                "pruned": True,
+            }
             self._record(trial, runs + [partial])
             self._clean(run)
             raise

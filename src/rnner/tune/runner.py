@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 FINISHED = ("COMPLETE", "PRUNED")
 MAX_CONSECUTIVE_FAILURES = 3
 
+
 def _status_line(spec: WorkerSpec, t: optuna.trial.FrozenTrial) -> str:
     a = t.user_attrs
     state = t.state.name.lower()
@@ -76,8 +77,12 @@ def run_worker(spec: WorkerSpec) -> int:
 
         torch.set_num_threads(spec.threads)
     storage = open_storage(spec.storage)
-    study = optuna.load_study(study_name=spec.study, storage=storage,
-                              sampler=build_sampler(spec.sweep), pruner=build_pruner(spec.sweep))
+    study = optuna.load_study(
+        study_name=spec.study,
+        storage=storage,
+        sampler=build_sampler(spec.sweep),
+        pruner=build_pruner(spec.sweep),
+    )
     objective = _Objective(spec, study)
     failures = 0
     while True:
@@ -99,8 +104,9 @@ def run_worker(spec: WorkerSpec) -> int:
             continue
         last = None
         if objective.current is not None:
-            last = next(t for t in study.get_trials(deepcopy=False)
-                        if t.number == objective.current)
+            last = next(
+                t for t in study.get_trials(deepcopy=False) if t.number == objective.current
+            )
             _say(spec, _status_line(spec, last))
         if objective.interrupted:
             if last is not None and last.state.name == "FAIL" and last.params:
@@ -113,8 +119,12 @@ def run_worker(spec: WorkerSpec) -> int:
             return 0
         failures += 1
         if failures >= MAX_CONSECUTIVE_FAILURES:
-            _say(spec, f"{spec.label}stopping: {failures} trials in a row failed; last error: "
-                       f"{last.user_attrs.get('error', 'see the log above')}", err=True)
+            _say(
+                spec,
+                f"{spec.label}stopping: {failures} trials in a row failed; last error: "
+                f"{last.user_attrs.get('error', 'see the log above')}",
+                err=True,
+            )
             return 1
 
 
@@ -141,12 +151,20 @@ def prepare(sweep: Sweep, storage: str, study_name: str, output: Path) -> None:
     owner = output / "trials" / ".study"
     owner.parent.mkdir(parents=True, exist_ok=True)
     if owner.is_file() and owner.read_text().strip() != study_name:
-        raise SweepError("output", f"{output} holds the trials of study "
-                                   f"{owner.read_text().strip()!r}; use another --output for "
-                                   f"study {study_name!r}", sweep.path)
+        raise SweepError(
+            "output",
+            f"{output} holds the trials of study "
+            f"{owner.read_text().strip()!r}; use another --output for "
+            f"study {study_name!r}",
+            sweep.path,
+        )
     files.write_text(owner, study_name + "\n")
-    study = optuna.create_study(storage=open_storage(storage), study_name=study_name,
-                                direction="maximize", load_if_exists=True)
+    study = optuna.create_study(
+        storage=open_storage(storage),
+        study_name=study_name,
+        direction="maximize",
+        load_if_exists=True,
+    )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise SweepError("study", f"study {study_name!r} exists and minimises", sweep.path)
     known = study.user_attrs.get("sweep_fingerprint")
@@ -154,9 +172,13 @@ def prepare(sweep: Sweep, storage: str, study_name: str, output: Path) -> None:
         study.set_user_attr("sweep_fingerprint", sweep.fingerprint())
         study.set_user_attr("sweep", sweep.describe())
     elif known != sweep.fingerprint():
-        raise SweepError("study", f"study {study_name!r} in {storage} was made from a different "
-                                  "sweep (base, search, seeds, sampler or pruner changed); "
-                                  "use a new --study name or --output", sweep.path)
+        raise SweepError(
+            "study",
+            f"study {study_name!r} in {storage} was made from a different "
+            "sweep (base, search, seeds, sampler or pruner changed); "
+            "use a new --study name or --output",
+            sweep.path,
+        )
 
 
 def tune(
@@ -186,24 +208,37 @@ def tune(
     if workers < 1:
         raise SweepError("workers", f"must be at least 1, found {workers}", sweep.path)
     prepare(sweep, url, name, out)
-    spec = WorkerSpec(sweep, url, name, str(out), target, keep_models, stale_after, heartbeat,
-                      quiet=quiet)
+    spec = WorkerSpec(
+        sweep, url, name, str(out), target, keep_models, stale_after, heartbeat, quiet=quiet
+    )
     started = time.perf_counter()
     codes = [_run_here(spec)] if workers == 1 else _run_pool(spec, workers)
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     counts = _counts(study)
     summary: dict[str, Any] = {
-        "study": name, "storage": url, "output": str(out), "target": target,
-        "finished": sum(counts.get(s, 0) for s in FINISHED), "counts": counts,
-        "exit_codes": codes, "seconds": round(time.perf_counter() - started, 1),
+        "study": name,
+        "storage": url,
+        "output": str(out),
+        "target": target,
+        "finished": sum(counts.get(s, 0) for s in FINISHED),
+        "counts": counts,
+        "exit_codes": codes,
+        "seconds": round(time.perf_counter() - started, 1),
     }
     # a COMPLETE trial of a single-objective study always has its value
-    complete = [(t.value, t) for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE" and t.value is not None]
+    complete = [
+        (t.value, t)
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and t.value is not None
+    ]
     if complete:
         best = max(complete, key=lambda vt: vt[0])[1]
-        summary["best"] = {"number": best.number, "dev_f1": best.value, "params": best.params,
-                           "test_f1": best.user_attrs.get("test_f1")}
+        summary["best"] = {
+            "number": best.number,
+            "dev_f1": best.value,
+            "params": best.params,
+            "test_f1": best.user_attrs.get("test_f1"),
+        }
     if 130 in codes:
         raise KeyboardInterrupt
     return summary
@@ -231,8 +266,9 @@ def _run_pool(spec: WorkerSpec, workers: int) -> list[int]:
     stopped by the pool (SIGINT or SIGTERM to this process, or this process killed) checkpoints
     its trial, re-enqueues it and exits with 130."""
     threads = pool.share_cores(workers)
-    specs = [(dataclasses.replace(spec, threads=threads, label=f"[w{i + 1}] "),)
-             for i in range(workers)]
+    specs = [
+        (dataclasses.replace(spec, threads=threads, label=f"[w{i + 1}] "),) for i in range(workers)
+    ]
     # the stagger spreads the first storage writes a little
     outcome = pool.run(_pool_worker, specs, workers, threads, stagger=0.2)
     for i, e in outcome.errors:

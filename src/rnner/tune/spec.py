@@ -66,8 +66,11 @@ def _check_key(key: str, where: str, path: str | Path | None) -> None:
         return
     section = key.split(".", 1)[0]
     same = sorted(k.split(".", 1)[1] for k in known if k.startswith(section + "."))
-    hint = f"known keys in {section}: {', '.join(same)}" if same else (
-        "a key looks like section.key with section one of data, model, train")
+    hint = (
+        f"known keys in {section}: {', '.join(same)}"
+        if same
+        else ("a key looks like section.key with section one of data, model, train")
+    )
     raise SweepError(where, f"unknown config key {key!r}; {hint}", path)
 
 
@@ -106,8 +109,12 @@ class Condition:
             return v in self.value
         if self.op == "not in":
             return v not in self.value
-        return {"<": v < self.value, "<=": v <= self.value, ">": v > self.value,
-                ">=": v >= self.value}[self.op]
+        return {
+            "<": v < self.value,
+            "<=": v <= self.value,
+            ">": v > self.value,
+            ">=": v >= self.value,
+        }[self.op]
 
     def __str__(self) -> str:
         return f"{self.key} {self.op} {json.dumps(self.value)}"
@@ -119,15 +126,19 @@ def parse_condition(text: str, where: str, path: str | Path | None = None) -> li
     for clause in re.split(r"\s+and\s+", text.strip()):
         m = _CLAUSE.match(clause)
         if not m:
-            raise SweepError(where, f"cannot read condition {clause!r}; write e.g. "
-                                    "'train.optimizer == \"sgd\"'", path)
+            raise SweepError(
+                where,
+                f"cannot read condition {clause!r}; write e.g. 'train.optimizer == \"sgd\"'",
+                path,
+            )
         key, op, literal = m.groups()
         _check_key(key, where, path)
         try:
             value = tomllib.loads(f"v = {literal}")["v"]
         except tomllib.TOMLDecodeError:
-            raise SweepError(where, f"condition value {literal!r} is not a TOML value "
-                                    "(quote strings)", path) from None
+            raise SweepError(
+                where, f"condition value {literal!r} is not a TOML value (quote strings)", path
+            ) from None
         if op in ("in", "not in") and not isinstance(value, list):
             raise SweepError(where, f"'{op}' needs a list, found {literal!r}", path)
         if op in ("<", "<=", ">", ">=") and not isinstance(value, int | float):
@@ -163,10 +174,10 @@ class Param:
             return trial.suggest_categorical(self.name, list(self.choices))
         low, high = self._bounds()
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(low), int(high),
-                                     step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, float(low), float(high),
-                                   step=self.step, log=self.log)
+            return trial.suggest_int(
+                self.name, int(low), int(high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(self.name, float(low), float(high), step=self.step, log=self.log)
 
     def grid_values(self) -> list[Any]:
         if self.kind == "categorical":
@@ -175,8 +186,10 @@ class Param:
         if self.kind == "int":
             return list(range(int(low), int(high) + 1, int(self.step or 1)))
         if self.step is None:
-            raise SweepError(f"search.{self.name}", "the grid sampler needs `choices` or a "
-                                                    "`step` for a float parameter")
+            raise SweepError(
+                f"search.{self.name}",
+                "the grid sampler needs `choices` or a `step` for a float parameter",
+            )
         n = int(round((high - low) / self.step))
         return [round(low + i * self.step, 12) for i in range(n + 1)]
 
@@ -202,8 +215,10 @@ def _flatten_search(table: dict[str, Any], prefix: str = "") -> dict[str, dict[s
     for k, v in table.items():
         name = f"{prefix}.{k}" if prefix else k
         if not isinstance(v, dict):
-            raise SweepError(f"search.{name}", "expected a table like "
-                                               "{ type = \"float\", low = 0.001, high = 0.1 }")
+            raise SweepError(
+                f"search.{name}",
+                'expected a table like { type = "float", low = 0.001, high = 0.1 }',
+            )
         if v and set(v) & SPEC_KEYS:
             out[name] = v
         else:
@@ -211,8 +226,9 @@ def _flatten_search(table: dict[str, Any], prefix: str = "") -> dict[str, dict[s
     return out
 
 
-def parse_param(name: str, spec: dict[str, Any], base: dict[str, Any],
-                path: str | Path | None = None) -> Param:
+def parse_param(
+    name: str, spec: dict[str, Any], base: dict[str, Any], path: str | Path | None = None
+) -> Param:
     where = f"search.{name}"
     key = name.split("@", 1)[0]
     _check_key(key, where, path)
@@ -220,8 +236,9 @@ def parse_param(name: str, spec: dict[str, Any], base: dict[str, Any],
         raise SweepError(where, "seeds are not searched; list them as `seeds = [1, 2, 3]`", path)
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
-        raise SweepError(where, f"unknown field {unknown[0]!r}; fields: "
-                                f"{', '.join(sorted(SPEC_KEYS))}", path)
+        raise SweepError(
+            where, f"unknown field {unknown[0]!r}; fields: {', '.join(sorted(SPEC_KEYS))}", path
+        )
     kind = spec.get("type", "categorical" if "choices" in spec else None)
     if kind not in ("categorical", "int", "float"):
         raise SweepError(where, f"type must be categorical, int or float, found {kind!r}", path)
@@ -233,14 +250,14 @@ def parse_param(name: str, spec: dict[str, Any], base: dict[str, Any],
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
-            raise SweepError(where, "a categorical parameter needs a non-empty `choices` list",
-                             path)
+            raise SweepError(
+                where, "a categorical parameter needs a non-empty `choices` list", path
+            )
         if not all(isinstance(c, str | int | float | bool) for c in choices):
             raise SweepError(where, "choices must be strings, numbers or booleans", path)
         extra = sorted(set(spec) & {"low", "high", "log", "step"})
         if extra:
-            raise SweepError(where, f"{extra[0]!r} does not apply to a categorical parameter",
-                             path)
+            raise SweepError(where, f"{extra[0]!r} does not apply to a categorical parameter", path)
         param = Param(name, key, kind, choices=tuple(choices), when=conditions)
         values = list(choices)
     else:
@@ -248,8 +265,11 @@ def parse_param(name: str, spec: dict[str, Any], base: dict[str, Any],
         bounds: list[float] = []
         for label in ("low", "high"):
             v = spec.get(label)
-            if (not isinstance(v, int | float) or isinstance(v, bool)
-                    or (kind == "int" and not isinstance(v, int))):
+            if (
+                not isinstance(v, int | float)
+                or isinstance(v, bool)
+                or (kind == "int" and not isinstance(v, int))
+            ):
                 raise SweepError(where, f"{kind} parameter needs a numeric `{label}`", path)
             bounds.append(v)
         low, high = bounds
@@ -291,9 +311,14 @@ class Sweep:
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "base": self.base, "search": [p.describe() for p in
-                                                                 self.search],
-                "seeds": self.seeds, "sampler": self.sampler, "pruner": self.pruner}
+        return {
+            "name": self.name,
+            "base": self.base,
+            "search": [p.describe() for p in self.search],
+            "seeds": self.seeds,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+        }
 
     def fingerprint(self) -> str:
         """What makes two runs the same study (the trial target may change between runs)."""
@@ -333,8 +358,9 @@ def load_sweep(path: str | Path) -> Sweep:
         raise SweepError("file", f"not valid TOML: {e}", path) from None
     unknown = sorted(set(doc) - TOP_KEYS)
     if unknown:
-        raise SweepError(unknown[0], f"unknown key; known keys: {', '.join(sorted(TOP_KEYS))}",
-                         path)
+        raise SweepError(
+            unknown[0], f"unknown key; known keys: {', '.join(sorted(TOP_KEYS))}", path
+        )
     raw: dict[str, Any] = {}
     if "base" in doc:
         base = Path(doc["base"])
@@ -355,23 +381,30 @@ def load_sweep(path: str | Path) -> Sweep:
 
     table = doc.get("search", {})
     if not isinstance(table, dict) or not table:
-        raise SweepError("search", "needs at least one parameter, e.g. "
-                                   '[search."train.lr"] type = "float" ...', path)
+        raise SweepError(
+            "search",
+            'needs at least one parameter, e.g. [search."train.lr"] type = "float" ...',
+            path,
+        )
     params = [parse_param(n, s, raw, path) for n, s in _flatten_search(table).items()]
     _check_order(params, path)
 
     seeds = doc.get("seeds", [raw.get("train", {}).get("seed", 1)])
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-            or len(set(seeds)) != len(seeds)):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise SweepError("seeds", "must be a non-empty list of distinct integers", path)
     trials = doc.get("trials")
     if trials is not None and (not isinstance(trials, int) or trials < 1):
         raise SweepError("trials", "must be a positive integer", path)
     sampler = _options(doc.get("sampler", {}), "sampler", "tpe", SAMPLER_OPTIONS, path)
     pruner = _options(doc.get("pruner", {}), "pruner", "none", PRUNER_OPTIONS, path)
-    sweep = Sweep(str(doc.get("name", path.stem)), str(path), raw, params, seeds, trials,
-                  sampler, pruner)
+    sweep = Sweep(
+        str(doc.get("name", path.stem)), str(path), raw, params, seeds, trials, sampler, pruner
+    )
     if sampler["type"] == "grid":
         for p in params:
             try:
@@ -404,19 +437,26 @@ def _check_order(params: list[Param], path: str | Path | None) -> None:
         for c in p.when:
             later = [q for q in params if q.key == c.key and q.key not in sampled]
             if later and c.key != p.key:
-                raise SweepError(f"search.{p.name}", f"its condition reads {c.key}, which is "
-                                                     "sampled later; declare it first", path)
+                raise SweepError(
+                    f"search.{p.name}",
+                    f"its condition reads {c.key}, which is sampled later; declare it first",
+                    path,
+                )
         sampled.add(p.key)
         by_key.setdefault(p.key, []).append(p)
     for key, group in by_key.items():
         if len(group) > 1 and not all(p.when for p in group):
             names = ", ".join(p.name for p in group)
-            raise SweepError(f"search.{group[-1].name}", f"several parameters set {key} "
-                                                         f"({names}); give each a `when`", path)
+            raise SweepError(
+                f"search.{group[-1].name}",
+                f"several parameters set {key} ({names}); give each a `when`",
+                path,
+            )
 
 
-def _options(table: Any, what: str, default: str, allowed: dict[str, set[str]],
-             path: str | Path | None) -> dict[str, Any]:
+def _options(
+    table: Any, what: str, default: str, allowed: dict[str, set[str]], path: str | Path | None
+) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SweepError(what, "expected a table", path)
     kind = table.get("type", default)
@@ -437,9 +477,13 @@ def sample(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
         if not p.active(raw):
             continue
         if p.key in set_by:
-            raise SweepError(f"search.{p.name}", f"both {set_by[p.key]} and {p.name} are active "
-                                                 f"and set {p.key}; make their conditions "
-                                                 "exclusive", sweep.path)
+            raise SweepError(
+                f"search.{p.name}",
+                f"both {set_by[p.key]} and {p.name} are active "
+                f"and set {p.key}; make their conditions "
+                "exclusive",
+                sweep.path,
+            )
         set_value(raw, p.key, p.suggest(trial))
         set_by[p.key] = p.name
     return raw
