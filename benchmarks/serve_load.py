@@ -209,16 +209,17 @@ def offline(model: str, data_root: Path, reps: int) -> float:
     dev = pipeline.encode_split(sents, tagger.vocabs, cfg)
     units = np.ones(len(dev.groups), dtype=np.int64)
     setup = bench.Setup(
-        cfg,
-        tagger.model,
-        dev.data,
-        units,
-        dev.data,
-        units,
-        torch.device("cpu"),
-        np.random.default_rng(0),
-        len(tagger.vocabs.tags),
-        tagger.model.words.embedding_dim,
+        cfg=cfg,
+        model=tagger.model,
+        train=dev.data,
+        train_units=units,
+        dev=dev.data,
+        device=torch.device("cpu"),
+        rng=np.random.default_rng(0),
+        num_tags=len(tagger.vocabs.tags),
+        word_dim=tagger.model.words.embedding_dim,
+        opt=torch.optim.SGD(tagger.model.parameters(), lr=0.0),  # inference only: never stepped
+        average=None,
     )
     return bench.bench_infer(setup, 256, reps)["tokens_per_s"]
 
