@@ -238,6 +238,25 @@ def test_killing_the_experiment_stops_its_workers_with_a_checkpoint(
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
+def test_sigkill_to_the_experiment_stops_its_workers_with_a_checkpoint(
+    conll_dir, write_config, tmp_path
+):
+    """SIGKILL leaves the experiment no say: each worker must notice its parent is gone, stop
+    through training's signal handler (a mid-epoch checkpoint) and exit, not train on."""
+    config = write_config(**ENDLESS)
+    out = tmp_path / "exp"
+    parent, workers = _experiment_training(config, out, seeds=2, workers=2)
+    assert workers
+    parent.kill()
+    parent.wait(timeout=30)
+    wait_gone(workers, 60)
+    for s in (1, 2):
+        assert stopped_by_signal(out / f"seed{s}"), s
+        assert not (out / f"seed{s}" / "metrics.json").exists()
+    _rerun_finishes(config, out, seeds=2, workers=2, epochs=25)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_sigint_to_the_experiment_alone_stops_every_seed_with_a_checkpoint(
     conll_dir, write_config, tmp_path
 ):

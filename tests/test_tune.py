@@ -497,11 +497,6 @@ def test_sigint_to_tune_alone_stops_its_workers(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
-@pytest.mark.xfail(
-    reason="after the tune/ redesign a killed tune's trials hold end-of-epoch "
-    "checkpoints, not their signal handler's (seen 06:12 UTC on main 27d713a + "
-    "this branch); README promises the workers checkpoint and stop: to fix"
-)
 def test_killing_tune_stops_its_workers_with_a_checkpoint(tmp_path):
     parent, out, workers = _tune_training(tmp_path)
     parent.kill()  # SIGKILL: nothing of it runs again
