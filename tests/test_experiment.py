@@ -69,23 +69,7 @@ def test_experiment_keeps_the_users_thread_count(conll_dir, write_config, tmp_pa
     monkeypatch.setattr("rnner.multirun.pool.cpu_count", lambda: 8)
     config = write_config(data={"max_sentences": 40}, train={"epochs": 1})
     out = tmp_path / "exp"
-    assert (
-        main(
-            [
-                "experiment",
-                str(config),
-                "--seeds",
-                "1",
-                "--workers",
-                "1",
-                "--set",
-                "train.threads=1",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(_experiment_args(config, out, 1, 1)) == 0
     assert json.loads((out / "seed1" / "config.json").read_text())["train"]["threads"] == 1
 
 
@@ -109,23 +93,7 @@ def test_rerun_resumes_an_interrupted_seed_to_the_uninterrupted_result(
     out = tmp_path / "exp"
     cfg = _interrupted_seed(config, out / "seed1")
     fit(cfg, tmp_path / "whole", progress=False)
-    assert (
-        main(
-            [
-                "experiment",
-                str(config),
-                "--seeds",
-                "1",
-                "--workers",
-                "1",
-                "--set",
-                "train.threads=1",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(_experiment_args(config, out, 1, 1)) == 0
     log = [json.loads(line) for line in (out / "seed1" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]  # epoch 1 was not trained again
 
@@ -143,34 +111,14 @@ def test_an_unfinished_seed_of_another_config_is_not_resumed(
     config = write_config(data={"max_sentences": 80}, train={"epochs": 2})
     out = tmp_path / "exp"
     _interrupted_seed(config, out / "seed1")
-    assert (
-        main(
-            [
-                "experiment",
-                str(config),
-                "--seeds",
-                "1",
-                "--workers",
-                "1",
-                "--set",
-                "train.threads=1",
-                "--set",
-                "train.lr=0.5",
-                "--output",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert main([*_experiment_args(config, out, 1, 1), "--set", "train.lr=0.5"]) == 2
     err = capsys.readouterr().err
     assert "holds an unfinished run of another config" in err and "seed1" in err
 
 
-def _experiment_argv(config, out, seeds: int, workers: int) -> list[str]:
+def _experiment_args(config, out, seeds: int, workers: int) -> list[str]:
+    """`rnner experiment` on one thread per seed (2-thread runs on 2 cores crawl)."""
     return [
-        sys.executable,
-        "-m",
-        "rnner.cli",
         "experiment",
         str(config),
         "--seeds",
@@ -182,6 +130,10 @@ def _experiment_argv(config, out, seeds: int, workers: int) -> list[str]:
         "--output",
         str(out),
     ]
+
+
+def _experiment_argv(config, out, seeds: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "rnner.cli", *_experiment_args(config, out, seeds, workers)]
 
 
 def _experiment_training(config, out, seeds: int, workers: int):
