@@ -386,3 +386,40 @@ def test_oov_map_moves_only_unseen_words(
     once, rest = drift[2][1], drift[2][2:]  # GOOD shows each of the 8 words once
     assert once.endswith("(8)") and 0 < float(once.split()[0]) < 1
     assert rest == ["nan (0)"] * 4
+
+
+# --- benchmarks/: robustness ------------------------------------------------------------------
+
+
+def test_robustness_screen_trains_scores_skips_and_feeds_the_table(
+    conll_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tiny.toml"
+    sections = tiny_sections(data={"data_dir": str(conll_dir.parent)}, train={"epochs": 1})
+    config.write_text(to_toml(sections), encoding="utf-8")
+    spec = tmp_path / "screen.toml"
+    spec.write_text(
+        f'config = "{config}"\nepochs = 1\nseeds = [1]\nnice = 0\n'
+        '[arms.plain]\n[arms.case]\nset = { "data.case_augment" = 1.0 }\n',
+        encoding="utf-8",
+    )
+    reports, runs = tmp_path / "reports", tmp_path / "runs"
+    argv = ["--spec", str(spec), "--reports", str(reports), "--runs", str(runs)]
+    argv += ["--dev", str(GOOD), "--quiet"]
+    out = run_main("benchmarks/robustness_screen.py", argv, capsys)
+    assert out.splitlines() == ["plain-seed1-dev.json: written", "case-seed1-dev.json: written"]
+    case = json.loads((runs / "case-seed1" / "config.json").read_text())
+    assert case["data"]["case_augment"] == 1.0 and case["train"]["seed"] == 1
+    assert json.loads((runs / "plain-seed1" / "metrics.json").read_text())["epochs_run"] == 1
+    report = json.loads((reports / "plain-seed1-dev.json").read_text())
+    assert set(report["results"]) == {"clean", "lower", "upper", "title", "typos", "mentions"}
+    # A rerun trains and scores nothing.
+    again = run_main("benchmarks/robustness_screen.py", argv, capsys)
+    assert again.splitlines() == [
+        "plain-seed1-dev.json: done before",
+        "case-seed1-dev.json: done before",
+    ]
+    arm = f"plain={reports / 'plain-seed1-dev.json'}"
+    table = rows(run_main("benchmarks/robustness_table.py", [arm], capsys))
+    clean = 100 * report["results"]["clean"]["f1"]
+    assert table[2][:3] == ["plain", "1", f"{clean:.2f}"]

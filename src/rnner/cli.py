@@ -44,6 +44,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
+    if args.init:
+        overrides.append(f"train.init={json.dumps(args.init)}")
     if args.resume:
         output = args.resume
         cfg = _resume_config(args, overrides)
@@ -336,6 +338,11 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     t.add_argument("--test", help="test file, scored once at the end")
     t.add_argument("--epochs", type=int)
     t.add_argument("--seed", type=int)
+    t.add_argument(
+        "--init",
+        metavar="RUN_DIR",
+        help="start from this run's weights (fine-tuning; the same tags and architecture)",
+    )
     t.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     t.add_argument(

@@ -126,6 +126,9 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0: torch's default)
+    # A run directory whose weights the network starts from (fine-tuning; "": none). Words
+    # and characters both runs know keep their trained rows; tags and architecture must match.
+    init: str = ""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from ..model import RNNTagger
 from ..pipeline import Corpus, Split, encode_split, load_corpus, to_scheme
 from ..vocab import Vocabs, build_vocabs, word_key
 from .state import WeightAverage
+from .warm import start_tags, warm_start
 
 
 def set_seed(seed: int) -> None:
@@ -53,6 +54,8 @@ def build_model(
         min_freq=cfg.data.min_word_freq,
         extra_words=extra,
     )
+    if cfg.train.init:
+        vocabs.tags = start_tags(cfg.train.init, cfg.data.scheme, vocabs.tags)
     info: dict[str, Any] = {
         "words": len(vocabs.words),
         "chars": len(vocabs.chars),
@@ -177,6 +180,8 @@ def prepare(cfg: Config, corpus: Corpus | None = None) -> Setup:
     device = distributed.current().device(pick_device(t.device))  # cuda:LOCAL_RANK in a job
     corpus = corpus or load_corpus(cfg)
     model, vocabs, info = build_model(cfg, corpus, rng)
+    if t.init:
+        info.update(warm_start(model, vocabs, t.init))
     model.to(device)
     train = encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
     dev = encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
