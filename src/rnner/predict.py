@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from . import tags
+from .batching import length_buckets, make_batch
 from .config import Config
 from .conll import Sentence
 from .errors import RunDirError
@@ -196,8 +197,13 @@ class Tagger:
             for i in keep
         ]
         split = encode_split(sents, self.vocabs, self.cfg)
+        # cut where lengths jump: a server's batch mixes short and long texts
+        batches = [
+            make_batch(split.data, index)
+            for index in length_buckets(split.data.lengths, batch_size)
+        ]
         with torch.inference_mode():
-            ids = predict_ids(self.model, split, split.batches(batch_size), self.device)
+            ids = predict_ids(self.model, split, batches, self.device)
         for i, row in zip(
             keep, decode_tags(ids, self.vocabs, self.scheme, self.output_scheme), strict=True
         ):
