@@ -114,7 +114,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             watcher.cancel()
 
-    asyncio.run(main())
+    # uvloop when installed (the serve extra brings it): uvicorn picks it only when it makes
+    # the loop itself, and here the loop is ours.
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
     if server.started:
         log.info("stopped after finishing in-flight requests")
         return 0

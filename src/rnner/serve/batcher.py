@@ -166,23 +166,37 @@ class MicroBatcher:
                 ):
                     results[id(j)] = r
         except Exception as e:  # a model failure answers every request of the batch
-            for j in batch:
-                _resolve(j, exception=e)
+            for loop, jobs in _by_loop(batch).items():
+                _settle(loop, [(j, None, e) for j in jobs])
             return
         if self.on_batch is not None:
             self.on_batch(len(batch), sum(j.tokens for j in batch), time.perf_counter() - start)
-        for j in batch:
-            _resolve(j, (results[id(j)], j.tokens))
+        for loop, jobs in _by_loop(batch).items():
+            _settle(loop, [(j, (results[id(j)], j.tokens), None) for j in jobs])
 
 
-def _resolve(job: Job, result: Any = None, exception: BaseException | None = None) -> None:
+def _by_loop(batch: list[Job]) -> dict[asyncio.AbstractEventLoop, list[Job]]:
+    out: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+    for j in batch:
+        out.setdefault(j.loop, []).append(j)
+    return out
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    outcomes: list[tuple[Job, Any, BaseException | None]],
+) -> None:
+    """Hand each job its result or exception on its event loop: one wake-up of the loop for
+    the whole batch, not one per request."""
+
     def settle() -> None:
-        if job.future.done():  # the client went away and the request was cancelled
-            return
-        if exception is not None:
-            job.future.set_exception(exception)
-        else:
-            job.future.set_result(result)
+        for job, result, exception in outcomes:
+            if job.future.done():  # the client went away and the request was cancelled
+                continue
+            if exception is not None:
+                job.future.set_exception(exception)
+            else:
+                job.future.set_result(result)
 
     with contextlib.suppress(RuntimeError):  # the loop is already closed
-        job.loop.call_soon_threadsafe(settle)
+        loop.call_soon_threadsafe(settle)
