@@ -42,7 +42,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         "--batch-wait-ms",
         type=float,
         default=2.0,
-        help="how long the first request of a batch waits for others (2)",
+        help="how long a request may wait for batch-mates (2; not at all while recent "
+        "batches held one request each)",
     )
     s.add_argument(
         "--batch-tokens",

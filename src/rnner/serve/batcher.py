@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from ..stream import _release_memory, span_records
 
 TEXTS = "texts"
 TOKENS = "tokens"
+FILL = 0.75  # of the largest recent batch: wait no longer once a batch holds this many
+RECENT = 4  # batches remembered for that
 
 
 @dataclass
@@ -90,6 +94,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
         self.on_batch = on_batch  # (requests, tokens, seconds) of each model call
+        self._recent: deque[int] = deque(maxlen=RECENT)  # requests in the last batches
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="rnner-batcher", daemon=True)
         self._thread.start()
@@ -108,16 +113,22 @@ class MicroBatcher:
         self._thread.join()
 
     def _collect(self, first: Job) -> tuple[list[Job], Job | None, bool]:
-        """`first` and whatever else arrives within the wait, up to the token cap; returns
-        the batch, a job held over for the next batch, and whether to stop afterwards."""
+        """`first`, whatever is queued, and what arrives within the wait, up to the token cap;
+        returns the batch, a job held over for the next batch, and whether to stop afterwards.
+
+        The wait ends early once the batch holds `FILL` of the largest recent batch: clients
+        that were answered together come back together, and tagging them together is much
+        cheaper than tagging the first few alone (the rest would queue behind that call). A
+        lone client (recent batches of one) never waits."""
         batch, total = [first], first.tokens
-        deadline = time.perf_counter() + self.max_wait
+        want = math.ceil(FILL * max(self._recent, default=1))
+        deadline = first.queued + self.max_wait
         while total < self.max_tokens:
             remaining = deadline - time.perf_counter()
             try:
                 job = (
                     self._queue.get(timeout=remaining)
-                    if remaining > 0
+                    if remaining > 0 and len(batch) < want
                     else self._queue.get_nowait()
                 )
             except queue.Empty:
@@ -141,6 +152,7 @@ class MicroBatcher:
                     return
                 job.tokens = count_tokens(job.kind, job.items)
             batch, held, stop = self._collect(job)
+            self._recent.append(len(batch))
             self._tag(batch)
             if stop:
                 return
