@@ -157,6 +157,44 @@ def test_predict_scale_reports_speed_and_memory_marks(
     assert r["max_rss_mib"] > 50  # torch alone is more; 0 would mean the child was not seen
 
 
+@pytest.mark.parametrize("client", ["python", "wrk"])
+def test_serve_load_writes_every_row_without_errors(
+    client: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("uvicorn", reason="the serve extra is not installed")
+    if client == "wrk" and not shutil.which("wrk"):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run serve_load with wrk (apt-get install wrk)")
+        pytest.skip("wrk not installed")
+    # 4 x 20 dev sentences: enough for one 50-sentence request, and a quick offline pass
+    body = GOOD.read_text().split("\n\n", 1)[1]
+    (tmp_path / "conll2003").mkdir()
+    (tmp_path / "conll2003" / "dev.txt").write_text(
+        "-DOCSTART- -X- -X- O\n\n" + body.strip() + ("\n\n" + body.strip()) * 19 + "\n"
+    )
+    out = tmp_path / "serve_load.json"
+    args = ["--data", str(tmp_path), "--client", client, "--seconds", "1", "--requests", "20"]
+    args += ["--soak", "200", "--soak-every", "100", "--offline-reps", "1", "--json", str(out)]
+    assert script("benchmarks/serve_load.py").main(args) == 0
+    r = json.loads(out.read_text())
+    assert r["client"] == client and r["server_exit_code"] == 0
+    assert [(x["sentences"], x["concurrency"]) for x in r["runs"]] == [
+        (n, c) for n in (1, 50) for c in (1, 8, 64)
+    ]
+    assert [x["client"] for x in r["runs"]] == [client] * 3 + ["python"] * 3
+    for row in r["runs"]:
+        assert row["errors"] == 0 and row["requests"] >= 1, row
+        assert row["tokens_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    soak = r["soak"]
+    assert soak["errors"] == 0 and soak["requests"] >= 200
+    assert [n for n, _ in soak["rss_mb"]][0] == 0 and len(soak["rss_mb"]) >= 3
+    assert all(mb > 50 for _, mb in soak["rss_mb"])  # the server's RSS, torch and all
+    assert r["offline_tokens_per_s"] > 0
+    table = capsys.readouterr().out
+    assert ("`wrk`" if client == "wrk" else "Python asyncio client") in table
+    assert "| RSS MB |" in table
+
+
 # --- research/: tables of finished runs --------------------------------------------------------
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import tags
+from .batching import length_buckets, make_batch
 from .config import Config
 from .conll import Sentence
 from .errors import RunDirError
@@ -157,7 +158,15 @@ class Span:
     token_end: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies field by field, a cost a server pays per span
+        return {
+            "text": self.text,
+            "label": self.label,
+            "start": self.start,
+            "end": self.end,
+            "token_start": self.token_start,
+            "token_end": self.token_end,
+        }
 
 
 class Tagger:
@@ -196,8 +205,13 @@ class Tagger:
             for i in keep
         ]
         split = encode_split(sents, self.vocabs, self.cfg)
+        # cut where lengths jump: a server's batch mixes short and long texts
+        batches = [
+            make_batch(split.data, index)
+            for index in length_buckets(split.data.lengths, batch_size)
+        ]
         with torch.inference_mode():
-            ids = predict_ids(self.model, split, split.batches(batch_size), self.device)
+            ids = predict_ids(self.model, split, batches, self.device)
         for i, row in zip(
             keep, decode_tags(ids, self.vocabs, self.scheme, self.output_scheme), strict=True
         ):

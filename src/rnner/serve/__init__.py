@@ -42,7 +42,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         "--batch-wait-ms",
         type=float,
         default=2.0,
-        help="how long the first request of a batch waits for others (2)",
+        help="how long a request may wait for batch-mates (2; not at all while recent "
+        "batches held one request each)",
     )
     s.add_argument(
         "--batch-tokens",
@@ -114,7 +115,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             watcher.cancel()
 
-    asyncio.run(main())
+    # uvloop when installed (the serve extra brings it): uvicorn picks it only when it makes
+    # the loop itself, and here the loop is ours.
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
     if server.started:
         log.info("stopped after finishing in-flight requests")
         return 0

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from ..stream import _release_memory, span_records
 
 TEXTS = "texts"
 TOKENS = "tokens"
+FILL = 0.75  # of the largest recent batch: wait no longer once a batch holds this many
+RECENT = 4  # batches remembered for that
 
 
 @dataclass
@@ -90,6 +94,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
         self.on_batch = on_batch  # (requests, tokens, seconds) of each model call
+        self._recent: deque[int] = deque(maxlen=RECENT)  # requests in the last batches
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="rnner-batcher", daemon=True)
         self._thread.start()
@@ -108,16 +113,22 @@ class MicroBatcher:
         self._thread.join()
 
     def _collect(self, first: Job) -> tuple[list[Job], Job | None, bool]:
-        """`first` and whatever else arrives within the wait, up to the token cap; returns
-        the batch, a job held over for the next batch, and whether to stop afterwards."""
+        """`first`, whatever is queued, and what arrives within the wait, up to the token cap;
+        returns the batch, a job held over for the next batch, and whether to stop afterwards.
+
+        The wait ends early once the batch holds `FILL` of the largest recent batch: clients
+        that were answered together come back together, and tagging them together is much
+        cheaper than tagging the first few alone (the rest would queue behind that call). A
+        lone client (recent batches of one) never waits."""
         batch, total = [first], first.tokens
-        deadline = time.perf_counter() + self.max_wait
+        want = math.ceil(FILL * max(self._recent, default=1))
+        deadline = first.queued + self.max_wait
         while total < self.max_tokens:
             remaining = deadline - time.perf_counter()
             try:
                 job = (
                     self._queue.get(timeout=remaining)
-                    if remaining > 0
+                    if remaining > 0 and len(batch) < want
                     else self._queue.get_nowait()
                 )
             except queue.Empty:
@@ -141,6 +152,7 @@ class MicroBatcher:
                     return
                 job.tokens = count_tokens(job.kind, job.items)
             batch, held, stop = self._collect(job)
+            self._recent.append(len(batch))
             self._tag(batch)
             if stop:
                 return
@@ -166,23 +178,37 @@ class MicroBatcher:
                 ):
                     results[id(j)] = r
         except Exception as e:  # a model failure answers every request of the batch
-            for j in batch:
-                _resolve(j, exception=e)
+            for loop, jobs in _by_loop(batch).items():
+                _settle(loop, [(j, None, e) for j in jobs])
             return
         if self.on_batch is not None:
             self.on_batch(len(batch), sum(j.tokens for j in batch), time.perf_counter() - start)
-        for j in batch:
-            _resolve(j, (results[id(j)], j.tokens))
+        for loop, jobs in _by_loop(batch).items():
+            _settle(loop, [(j, (results[id(j)], j.tokens), None) for j in jobs])
 
 
-def _resolve(job: Job, result: Any = None, exception: BaseException | None = None) -> None:
+def _by_loop(batch: list[Job]) -> dict[asyncio.AbstractEventLoop, list[Job]]:
+    out: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+    for j in batch:
+        out.setdefault(j.loop, []).append(j)
+    return out
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    outcomes: list[tuple[Job, Any, BaseException | None]],
+) -> None:
+    """Hand each job its result or exception on its event loop: one wake-up of the loop for
+    the whole batch, not one per request."""
+
     def settle() -> None:
-        if job.future.done():  # the client went away and the request was cancelled
-            return
-        if exception is not None:
-            job.future.set_exception(exception)
-        else:
-            job.future.set_result(result)
+        for job, result, exception in outcomes:
+            if job.future.done():  # the client went away and the request was cancelled
+                continue
+            if exception is not None:
+                job.future.set_exception(exception)
+            else:
+                job.future.set_result(result)
 
     with contextlib.suppress(RuntimeError):  # the loop is already closed
-        job.loop.call_soon_threadsafe(settle)
+        loop.call_soon_threadsafe(settle)
