@@ -162,6 +162,7 @@ class Encoder(nn.Module):
         super().__init__()
         rnn = CELLS[cell]
         self.bidirectional = bidirectional
+        self.in_dim = input_size
         self.forward_rnns = nn.ModuleList()
         self.backward_rnns = nn.ModuleList()
         size = input_size
