@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from rnner.model import (
+    CharCNN,
     CharLSTM,
     Encoder,
     LockedDropout,
@@ -257,3 +258,31 @@ def test_singleton_unk_turns_only_singletons_into_unk_and_only_in_training():
     model.eval()  # dropout 0: training mode differs only by the replacement
     torch.testing.assert_close(with_unk, model.emissions(unk))
     assert not torch.allclose(model.emissions(b), model.emissions(unk))
+
+
+def _conv_reference(cnn: CharCNN, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The char CNN as it was written before the matrix product: nn.Conv1d, then the max."""
+    x = cnn.dropout(cnn.embed(chars)).transpose(1, 2)
+    h = cnn.conv(x)[:, :, : chars.shape[1]]
+    pad = torch.arange(chars.shape[1])[None, :] >= lengths[:, None]
+    pooled = h.masked_fill(pad.unsqueeze(1), float("-inf")).amax(dim=2)
+    return pooled.masked_fill((lengths == 0).unsqueeze(1), 0.0)
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 1])
+@pytest.mark.parametrize("training", [False, True])
+def test_char_cnn_matrix_product_equals_the_convolution(kernel, training):
+    torch.manual_seed(0)
+    cnn = CharCNN(40, 6, 7, kernel, 0.5).train(training)
+    lengths = torch.tensor([0, 1, 2, 5, 9, 3])  # row 0: the padding token
+    chars = torch.randint(1, 40, (6, 9)) * (torch.arange(9)[None, :] < lengths[:, None])
+    out, ref = [], []
+    for fn, into in ((cnn, out), (lambda c, n: _conv_reference(cnn, c, n), ref)):
+        torch.manual_seed(1)  # the same dropout mask for both
+        cnn.zero_grad()
+        y = fn(chars, lengths)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        into += [y.detach()] + [p.grad.clone() for p in cnn.parameters()]
+    assert out[0].shape == (6, 7) and torch.equal(out[0][0], torch.zeros(7))
+    for a, b in zip(out, ref, strict=True):  # float sums in another order: equal to rounding
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
