@@ -8,6 +8,7 @@ so neither training nor decoding ever puts mass on them.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,10 +103,11 @@ class CRF(nn.Module):
         return alphas, total
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log Z per sequence, [B]."""
+        """log Z per sequence, [B]; its gradient by the forward-backward algorithm
+        (`_LogPartition`)."""
         trans, start, end = self._scores()
-        alphas, total = self._alphas(emissions, mask, trans, start)
-        return (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
+        out: torch.Tensor = _LogPartition.apply(emissions, mask, trans, start, end)
+        return out
 
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -115,39 +117,143 @@ class CRF(nn.Module):
         ones (`_alphas`)."""
         trans, start, end = self._scores()
         alphas, _ = self._alphas(emissions, mask, trans, start)
-        last = (end - end.max()).expand_as(alphas[0])  # beta at a sequence's last step
-        betas = [last]
-        for t in range(emissions.shape[1] - 2, -1, -1):
-            step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
-            betas.append(
-                torch.where(mask[:, t + 1 : t + 2], step - step.amax(1, keepdim=True), last)
-            )
-        betas.reverse()
+        betas = _betas(emissions, mask, trans, end)
         # P(y_t = k) is proportional to exp(alpha_t(k) + beta_t(k)); the shifts cancel out.
-        probs = (torch.stack(alphas, 1) + torch.stack(betas, 1)).softmax(2)
+        probs = (torch.stack(alphas, 1) + betas).softmax(2)
         return probs * mask.unsqueeze(2).to(emissions.dtype)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Best tag ids [B, T] (padding positions hold the last real tag)."""
+        """Best tag ids [B, T] (padding positions hold the last real tag).
+
+        On the CPU the loop runs in numpy (`viterbi`): the same float32 operations, a few
+        microseconds each instead of torch's tens, which is most of a sentence's tagging
+        time at batch 1."""
         trans, start, end = self._scores()
-        batch, steps, k = emissions.shape
-        score = start + emissions[:, 0]
-        keep = torch.arange(k, device=emissions.device).expand(batch, k)
-        pointers = []
-        for t in range(1, steps):
-            best, arg = (score.unsqueeze(2) + trans).max(dim=1)
-            live = mask[:, t : t + 1]
-            step = best + emissions[:, t]  # kept near zero, for float32's sake (_alphas)
-            score = torch.where(live, step - step.amax(1, keepdim=True), score)
-            pointers.append(torch.where(live, arg, keep))  # padding: stay on the same tag
-        last = (score + end).argmax(dim=1)
-        path = [last]
-        for arg in reversed(pointers):
-            last = arg.gather(1, last.unsqueeze(1)).squeeze(1)
-            path.append(last)
-        path.reverse()
-        return torch.stack(path, dim=1)
+        if emissions.device.type == "cpu":
+            arrays = (x.detach().numpy() for x in (emissions, mask, trans, start, end))
+            return torch.from_numpy(viterbi(*arrays))
+        return _viterbi_torch(emissions, mask, trans, start, end)
+
+
+def _viterbi_torch(
+    emissions: torch.Tensor,
+    mask: torch.Tensor,
+    trans: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+) -> torch.Tensor:
+    """`CRF.decode` in torch operations, for tensors off the CPU."""
+    batch, steps, k = emissions.shape
+    score = start + emissions[:, 0]
+    keep = torch.arange(k, device=emissions.device).expand(batch, k)
+    pointers = []
+    for t in range(1, steps):
+        best, arg = (score.unsqueeze(2) + trans).max(dim=1)
+        live = mask[:, t : t + 1]
+        step = best + emissions[:, t]  # kept near zero, for float32's sake (_alphas)
+        score = torch.where(live, step - step.amax(1, keepdim=True), score)
+        pointers.append(torch.where(live, arg, keep))  # padding: stay on the same tag
+    last = (score + end).argmax(dim=1)
+    path = [last]
+    for arg in reversed(pointers):
+        last = arg.gather(1, last.unsqueeze(1)).squeeze(1)
+        path.append(last)
+    path.reverse()
+    return torch.stack(path, dim=1)
+
+
+def viterbi(
+    emissions: np.ndarray, mask: np.ndarray, trans: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> np.ndarray:
+    """`CRF.decode`'s loop in numpy, operation for operation (ties go to the lowest tag, as
+    torch's max does)."""
+    batch, steps, k = emissions.shape
+    score = start + emissions[:, 0]
+    keep = np.broadcast_to(np.arange(k), (batch, k))
+    pointers = []
+    for t in range(1, steps):
+        total = score[:, :, None] + trans
+        arg = total.argmax(1)
+        best = np.take_along_axis(total, arg[:, None, :], 1)[:, 0]
+        live = mask[:, t : t + 1]
+        step = best + emissions[:, t]  # kept near zero, for float32's sake (_alphas)
+        score = np.where(live, step - step.max(1, keepdims=True), score)
+        pointers.append(np.where(live, arg, keep))  # padding: stay on the same tag
+    last = (score + end).argmax(1)
+    path = [last]
+    for arg in reversed(pointers):
+        last = np.take_along_axis(arg, last[:, None], 1)[:, 0]
+        path.append(last)
+    path.reverse()
+    return np.stack(path, 1).astype(np.int64)
+
+
+def _betas(
+    emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor, end: torch.Tensor
+) -> torch.Tensor:
+    """Backward scores of every step, [B, T, K], each step shifted to a maximum of zero as
+    the forward ones are (`CRF._alphas`); at and after a sequence's last step, `end`'s."""
+    last = (end - end.max()).expand(emissions.shape[0], -1)  # beta at a sequence's last step
+    betas = [last]
+    for t in range(emissions.shape[1] - 2, -1, -1):
+        step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
+        betas.append(torch.where(mask[:, t + 1 : t + 2], step - step.amax(1, keepdim=True), last))
+    betas.reverse()
+    return torch.stack(betas, 1)
+
+
+class _LogPartition(torch.autograd.Function):
+    """log Z by the forward algorithm, and its gradient by the forward-backward algorithm.
+
+    The forward pass is `CRF._alphas` run without recording a graph (so log Z is bit for bit
+    what autograd through it gives). The gradient of log Z is the expected count of each
+    score, which the backward pass computes in one sweep back over time and a few batched
+    operations: the tag marginals for the emissions, start and end, the pairwise marginals
+    summed over the batch and time for the transitions. Autograd through the loop recorded
+    some ten operations a step and replayed them backwards; this is a third of that
+    (docs/performance.md). Both are exact; they round differently (tests/test_crf.py).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        emissions: torch.Tensor,
+        mask: torch.Tensor,
+        trans: torch.Tensor,
+        start: torch.Tensor,
+        end: torch.Tensor,
+    ) -> torch.Tensor:
+        alphas, total = CRF._alphas(emissions, mask, trans, start)
+        stacked = torch.stack(alphas, 1)
+        ctx.save_for_backward(emissions, mask, trans, end, stacked)
+        return (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        emissions, mask, trans, end, alphas = ctx.saved_tensors  # type: ignore[attr-defined]
+        betas = _betas(emissions, mask, trans, end)
+        live = mask.to(emissions.dtype)
+        live[:, 0] = 1  # the first step's scores count even in an empty sequence
+        weight = grad[:, None] * live  # [B, T]
+        # P(y_t = k): proportional to exp(alpha_t(k) + beta_t(k)), the shifts cancel out
+        marginal = (alphas + betas).softmax(2)
+        d_emissions = marginal * weight.unsqueeze(2)
+        d_start = d_emissions[:, 0].sum(0)
+        d_end = ((alphas[:, -1] + end).softmax(1) * grad[:, None]).sum(0)
+        # P(y_t-1 = i, y_t = j): proportional to exp(alpha_t-1(i) + trans(i, j) + e_t(j) +
+        # beta_t(j)), normalised over (i, j) at each step
+        steps, k = emissions.shape[1], emissions.shape[2]
+        d_trans = trans.new_zeros(k, k)
+        if steps > 1:
+            pair = (
+                alphas[:, :-1, :, None] + trans + (emissions[:, 1:] + betas[:, 1:])[:, :, None]
+            ).flatten(2)
+            pair = pair.softmax(2) * weight[:, 1:, None]
+            d_trans = pair.sum((0, 1)).view(k, k)
+        return d_emissions, None, d_trans, d_start, d_end
 
 
 def label_channel(tags: torch.Tensor, trust: torch.Tensor, num_tags: int) -> torch.Tensor:
