@@ -45,6 +45,7 @@ class CharCNN(nn.Module):
         weight = self.conv.weight.reshape(self.out_dim, dim * kernel)
         h = (windows.reshape(units * width, dim * kernel) @ weight.t()).view(units, width, -1)
         pad = torch.arange(width, device=chars.device)[None, :] >= lengths[:, None]
+        assert self.conv.bias is not None
         pooled = h.masked_fill(pad.unsqueeze(2), float("-inf")).amax(dim=1) + self.conv.bias
         return pooled.masked_fill((lengths == 0).unsqueeze(1), 0.0)  # the padding token
 
