@@ -103,11 +103,13 @@ class CRF(nn.Module):
         return alphas, total
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log Z per sequence, [B]; its gradient by the forward-backward algorithm
-        (`_LogPartition`)."""
+        """log Z per sequence, [B]: on the CPU by the scaled forward-backward algorithm in
+        numpy (`_LogPartitionCPU`), elsewhere by `_alphas` under autograd."""
         trans, start, end = self._scores()
-        out: torch.Tensor = _LogPartition.apply(emissions, mask, trans, start, end)
-        return out
+        if emissions.device.type == "cpu" and emissions.dtype in (torch.float32, torch.float64):
+            out: torch.Tensor = _LogPartitionCPU.apply(emissions, mask, trans, start, end)
+            return out
+        return _log_partition_autograd(emissions, mask, trans, start, end)
 
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -203,16 +205,20 @@ def _betas(
     return torch.stack(betas, 1)
 
 
-class _LogPartition(torch.autograd.Function):
-    """log Z by the forward algorithm, and its gradient by the forward-backward algorithm.
+class _LogPartitionCPU(torch.autograd.Function):
+    """log Z and its gradient by the scaled forward-backward algorithm, in numpy.
 
-    The forward pass is `CRF._alphas` run without recording a graph (so log Z is bit for bit
-    what autograd through it gives). The gradient of log Z is the expected count of each
-    score, which the backward pass computes in one sweep back over time and a few batched
-    operations: the tag marginals for the emissions, start and end, the pairwise marginals
-    summed over the batch and time for the transitions. Autograd through the loop recorded
-    some ten operations a step and replayed them backwards; this is a third of that
-    (docs/performance.md). Both are exact; they round differently (tests/test_crf.py).
+    On the CPU the forward algorithm's loop over time was about a sixth of a training step,
+    nearly all of it torch's cost per operation on [B, K, K] tensors, twice (autograd replayed
+    the loop backwards). Here each step is a [B, K] x [K, K] product of probabilities with
+    the step's exponentiated emissions, normalised to sum to one (Rabiner's scaling: log Z
+    is the sum of the logs of the normalisers, in float64), in numpy at a few microseconds
+    an operation. The gradient of log Z is the expected count of each score: the tag
+    marginals (emissions, start, end) and the pairwise marginals summed over the batch and
+    time (transitions), from one sweep back. Exact in real arithmetic, as autograd through
+    `CRF._alphas` is; they round differently (tests/test_crf.py). Forbidden transitions
+    become zeros. Where a normaliser underflows to zero (no path left above float32's
+    range), both directions fall back to `CRF._alphas` under autograd.
     """
 
     @staticmethod
@@ -224,36 +230,116 @@ class _LogPartition(torch.autograd.Function):
         start: torch.Tensor,
         end: torch.Tensor,
     ) -> torch.Tensor:
-        alphas, total = CRF._alphas(emissions, mask, trans, start)
-        stacked = torch.stack(alphas, 1)
-        ctx.save_for_backward(emissions, mask, trans, end, stacked)
-        return (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
+        ctx.save_for_backward(emissions, mask, trans, start, end)
+        em, live = emissions.detach().numpy(), mask.numpy()
+        tr, st, en = (x.detach().numpy() for x in (trans, start, end))
+        with np.errstate(all="ignore"):
+            scaled = _scaled_forward(em, live, tr, st, en)
+        ctx.scaled = scaled  # type: ignore[attr-defined]
+        if scaled is None:
+            return _log_partition_autograd(emissions, mask, trans, start, end).detach()
+        return torch.from_numpy(scaled[-1])
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        emissions, mask, trans, end, alphas = ctx.saved_tensors  # type: ignore[attr-defined]
-        betas = _betas(emissions, mask, trans, end)
-        live = mask.to(emissions.dtype)
-        live[:, 0] = 1  # the first step's scores count even in an empty sequence
-        weight = grad[:, None] * live  # [B, T]
-        # P(y_t = k): proportional to exp(alpha_t(k) + beta_t(k)), the shifts cancel out
-        marginal = (alphas + betas).softmax(2)
-        d_emissions = marginal * weight.unsqueeze(2)
-        d_start = d_emissions[:, 0].sum(0)
-        d_end = ((alphas[:, -1] + end).softmax(1) * grad[:, None]).sum(0)
-        # P(y_t-1 = i, y_t = j): proportional to exp(alpha_t-1(i) + trans(i, j) + e_t(j) +
-        # beta_t(j)), normalised over (i, j) at each step
-        steps, k = emissions.shape[1], emissions.shape[2]
-        d_trans = trans.new_zeros(k, k)
-        if steps > 1:
-            pair = (
-                alphas[:, :-1, :, None] + trans + (emissions[:, 1:] + betas[:, 1:])[:, :, None]
-            ).flatten(2)
-            pair = pair.softmax(2) * weight[:, 1:, None]
-            d_trans = pair.sum((0, 1)).view(k, k)
-        return d_emissions, None, d_trans, d_start, d_end
+        emissions, mask, trans, start, end = ctx.saved_tensors  # type: ignore[attr-defined]
+        scaled = ctx.scaled  # type: ignore[attr-defined]
+        grads = None
+        if scaled is not None:
+            with np.errstate(all="ignore"):
+                grads = _scaled_backward(scaled, mask.numpy(), grad.numpy())
+        if grads is None:
+            inputs = [x.detach().requires_grad_() for x in (emissions, trans, start, end)]
+            with torch.enable_grad():
+                z = _log_partition_autograd(inputs[0], mask, *inputs[1:])
+                d = torch.autograd.grad(z, inputs, grad)
+            return d[0], None, d[1], d[2], d[3]
+        d_em, d_trans, d_start, d_end = (torch.from_numpy(x) for x in grads)
+        return d_em, None, d_trans, d_start, d_end
+
+
+def _log_partition_autograd(
+    emissions: torch.Tensor,
+    mask: torch.Tensor,
+    trans: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+) -> torch.Tensor:
+    """log Z by `CRF._alphas` in torch operations, its gradient left to autograd."""
+    alphas, total = CRF._alphas(emissions, mask, trans, start)
+    return (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
+
+
+def _scaled_forward(
+    em: np.ndarray, live: np.ndarray, trans: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, ...] | None:
+    """Forward probabilities [B, T, K] (each step summing to one; carried over padding),
+    the exponentiated scores, and log Z [B]; None when a normaliser underflows."""
+    batch, steps, _ = em.shape
+    top = em.max(2)  # [B, T]: each step's emissions shifted to a maximum of zero
+    emit = np.exp(em - top[:, :, None])
+    t_top, s_top, e_top = trans.max(), start.max(), end.max()
+    trans_p, end_p = np.exp(trans - t_top), np.exp(end - e_top)
+    alpha = np.empty_like(emit)
+    norms = np.ones((batch, steps), dtype=np.float64)
+    a = np.exp(start - s_top) * emit[:, 0]
+    norms[:, 0] = c = a.sum(1)
+    alpha[:, 0] = a = a / c[:, None]
+    for t in range(1, steps):
+        q = (a @ trans_p) * emit[:, t]
+        c = q.sum(1)
+        on = live[:, t]
+        norms[:, t] = np.where(on, c, 1.0)
+        alpha[:, t] = a = np.where(on[:, None], q / c[:, None], a)
+    final = (a * end_p).sum(1)
+    if not (np.all(norms > 0) and np.all(final > 0) and np.isfinite(norms).all()):
+        return None
+    counted = live.copy()
+    counted[:, 0] = True  # the first step's scores count even in an empty sequence
+    log_z = (
+        np.log(norms).sum(1)
+        + np.log(final.astype(np.float64))
+        + np.where(counted, top, 0).sum(1, dtype=np.float64)
+        + (counted[:, 1:].sum(1) * np.float64(t_top))
+        + np.float64(s_top)
+        + np.float64(e_top)
+    )
+    return alpha, emit, trans_p, end_p, log_z.astype(em.dtype)
+
+
+def _scaled_backward(
+    scaled: tuple[np.ndarray, ...], live: np.ndarray, grad: np.ndarray
+) -> tuple[np.ndarray, ...] | None:
+    """The gradient of sum(grad * log Z) with respect to emissions, transitions, start and
+    end, from `_scaled_forward`'s quantities; None when a normaliser underflows."""
+    alpha, emit, trans_p, end_p, _ = scaled
+    batch, steps, k = emit.shape
+    beta = np.empty_like(emit)
+    last = np.broadcast_to(end_p / end_p.sum(), (batch, k))
+    beta[:, -1] = b = last
+    for t in range(steps - 2, -1, -1):
+        r = (emit[:, t + 1] * b) @ trans_p.T
+        r = r / r.sum(1, keepdims=True)
+        beta[:, t] = b = np.where(live[:, t + 1, None], r, last)
+    weight = grad[:, None] * live  # [B, T]
+    weight[:, 0] = grad  # the first step's scores count even in an empty sequence
+    marginal = alpha * beta
+    marginal /= marginal.sum(2, keepdims=True)
+    d_em = (marginal * weight[:, :, None]).astype(emit.dtype)
+    d_start = d_em[:, 0].sum(0)
+    final = alpha[:, -1] * end_p
+    d_end = (final / final.sum(1, keepdims=True) * grad[:, None]).sum(0)
+    d_trans = np.zeros((k, k), dtype=emit.dtype)
+    if steps > 1:
+        pair = alpha[:, :-1, :, None] * trans_p * (emit[:, 1:] * beta[:, 1:])[:, :, None, :]
+        pair /= pair.sum((2, 3), keepdims=True)
+        d_trans = np.einsum("btij,bt->ij", pair, weight[:, 1:]).astype(emit.dtype)
+    out = (d_em, d_trans, d_start.astype(emit.dtype), d_end.astype(emit.dtype))
+    if not all(np.isfinite(x).all() for x in out):
+        return None
+    return out
 
 
 def label_channel(tags: torch.Tensor, trust: torch.Tensor, num_tags: int) -> torch.Tensor:
