@@ -412,3 +412,20 @@ def test_time_to_f1_reads_the_first_epoch_at_the_threshold(
     assert table[4][:3] == ["y", "not in 1", "-"]
     assert table[7] == ["x", "2", "49.00 ± 15.56 (2 of 2 reached it)", "94.75 ± 0.35", "-"]
     assert table[8] == ["y", "1", "- (0 of 1 reached it)", "80.00", "-"]
+
+
+def test_peer_benchmark_takes_the_first_sentences_without_document_markers(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "Peter NNP B-NP B-PER\n\nBlackburn NNP B-NP B-PER\n",
+        encoding="utf-8",
+    )
+    peers = script("benchmarks/peers/flair_vs_rnner.py")
+    assert peers.first_sentences(src, tmp_path / "out.txt", 2) == 3  # tokens
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == (
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n\n"
+    )
+    assert peers.first_sentences(src, tmp_path / "all.txt", 10) == 4
