@@ -14,12 +14,29 @@ ROWS = [
     ("train tokens/s", lambda d: f"{d['train_tokens_per_s']:.0f}"),
     ("train step, ms (batch {batch})", lambda d: f"{d['train_step_ms']:.1f}"),
     (
+        "floor (recurrent core alone) sentences/s; train as a fraction of it",
+        lambda d: (
+            f"{d['floor_sentences_per_s']:.0f}; {d['train_floor_fraction']:.2f}"
+            if "floor_sentences_per_s" in d
+            else "-"
+        ),
+    ),
+    (
         "infer tokens/s at batch {infer_batches}",
         lambda d: " / ".join(f"{v:.0f}" for v in d["infer_tokens_per_s_by_batch"].values()),
     ),
     (
         "latency at batch 1, median / p90 ms",
         lambda d: f"{d['latency_ms_batch1']['median']:.2f} / {d['latency_ms_batch1']['p90']:.2f}",
+    ),
+    (
+        "latency at batch 1, 1 thread, median / p90 ms",
+        lambda d: (
+            f"{d['latency_ms_batch1_one_thread']['median']:.2f} / "
+            f"{d['latency_ms_batch1_one_thread']['p90']:.2f}"
+            if d.get("latency_ms_batch1_one_thread")
+            else "-"
+        ),
     ),
     ("fp32 matmul GFLOP/s", lambda d: f"{d['matmul_gflops']:.0f}"),
     (

@@ -119,6 +119,9 @@ def test_utilization_is_achieved_flops_over_the_matmul_rate(
             "train_sentences_per_s": 100.0,
             "train_tokens_per_s": 1000.0,
             "train_step_ms": 5.0,
+            "floor_sentences_per_s": 200.0,
+            "floor_step_ms": 2.5,
+            "train_floor_fraction": 0.5,
             "char_positions_per_token": 2.0,
             "char_width_mean": 4.0,
             "char_longest_mean": 4.0,
@@ -127,7 +130,7 @@ def test_utilization_is_achieved_flops_over_the_matmul_rate(
     monkeypatch.setattr(
         bench,
         "bench_latency",
-        lambda s, plan: {
+        lambda s, plan, threads=None: {
             "latency_ms_batch1": {"median": 1.0, "p90": 2.0, "sentences": 5},
             "tokens_per_s": 500.0,
         },
@@ -293,7 +296,7 @@ def test_table_output_names_the_measurements(
     monkeypatch.setattr(bench, "QUICK", PLAN)
     assert bench.main(["--config", str(tiny_config), "--quick", "--profile"]) == 0
     out = capsys.readouterr().out
-    for word in ("sentences/s", "tokens/s", "latency", "GFLOP/s", "utilization", "RSS", "rnn_fwd"):
+    for word in ("sentences/s", "floor", "at 1 thread", "GFLOP/s", "utilization", "RSS", "rnn_fwd"):
         assert word in out
 
 
@@ -329,3 +332,45 @@ def test_a_short_plan_samples_batches_evenly_by_length(tiny_config: Path) -> Non
     means = sorted(float(s.train.lengths[b].mean()) for b in order)
     picks = bench.training_picks(s, 2)
     assert sorted(float(s.train.lengths[p].mean()) for p in picks) == [means[0], means[-1]]
+
+
+def test_the_floor_is_timed_beside_the_full_step(result: dict[str, Any]) -> None:
+    assert _positive(result["floor_sentences_per_s"]) and _positive(result["floor_step_ms"])
+    # the bare core leaves out the char CNN, the CRF and the rest, so it is the faster one
+    assert result["floor_sentences_per_s"] > result["train_sentences_per_s"]
+    assert 0 < result["train_floor_fraction"] < 1
+    one = result["latency_ms_batch1_one_thread"]
+    assert _positive(one["median"]) and one["p90"] >= one["median"] and one["sentences"] == 5
+
+
+def test_the_floor_trains_the_config_core_on_the_timed_batches_shapes(tiny_config: Path) -> None:
+    s = bench.prepare(Config.load(tiny_config), torch.device("cpu"))
+    batches = [batching.make_batch(s.train, i) for i in bench.training_picks(s, 3)]
+    floor = bench.Floor(s, batches)
+    model_shapes = [p.shape for p in s.model.encoder.parameters()]
+    assert [p.shape for p in floor.encoder.parameters()] == model_shapes
+    assert floor.proj.weight.shape == s.model.proj.weight.shape
+    for (x, lengths, tags, mask), b in zip(floor.inputs, batches, strict=True):
+        assert x.shape == (*b.words.shape, s.model.encoder.in_dim) and x.requires_grad
+        assert torch.equal(lengths, b.lengths) and torch.equal(mask, b.mask)
+        assert b.tags is not None and torch.equal(tags, b.tags)
+    assert type(floor.opt) is type(s.opt) and floor.opt.defaults["lr"] == s.opt.defaults["lr"]
+    before = [p.detach().clone() for p in floor.module.parameters()]
+    floor.step(0)
+    after = list(floor.module.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_one_thread_latency_runs_at_one_thread_and_restores_the_count(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = bench.prepare(Config.load(tiny_config), torch.device("cpu"))
+    seen = []
+    monkeypatch.setattr(bench, "_latency", lambda s, plan: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bench.bench_latency(s, PLAN, 1)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -192,3 +192,78 @@ def test_a_doubted_tag_pulls_less_the_surer_the_model_is_of_another(p_tag, ratio
         loss.backward()
         grads.append(scores.grad[0].item())
     assert grads[0] / grads[1] == pytest.approx(ratio, abs=5e-4)
+
+
+def _autograd_log_partition(crf: CRF, em: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log Z with its gradient left to autograd through the loop over time (the code before
+    `_LogPartitionCPU`, and off the CPU now)."""
+    from rnner.crf import _log_partition_autograd
+
+    return _log_partition_autograd(em, mask, *crf._scores())
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_log_partition_gradient_equals_autograd_through_the_loop(constrained):
+    allowed = [(i, j) for i in range(4) for j in range(4) if j != i + 1] if constrained else None
+    crf, em, mask = random_crf(5, 4, [6, 1, 3, 6], allowed, [0, 2], [0, 3])
+    mask[3] = False  # an empty sequence: its first step still counts, as before
+    em.requires_grad_(True)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    got, want = [], []
+    for fn, into in (
+        (crf.log_partition, got),
+        (lambda e, m: _autograd_log_partition(crf, e, m), want),
+    ):
+        z = fn(em, mask)
+        into += [z.detach(), *torch.autograd.grad((z * weights).sum(), [em, *crf.parameters()])]
+    for a, b in zip(got, want, strict=True):  # sums in another order
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert got[1][0].abs().sum() > 0 and got[1][1, 1:].abs().sum() == 0  # nothing at padding
+
+
+def test_log_partition_passes_gradcheck():
+    crf, em, mask = random_crf(6, 3, [4, 2, 1], [(0, 1), (1, 1), (1, 2), (2, 0)], [0], [1, 2])
+    crf = crf.double()
+    em = em.double().requires_grad_(True)
+    trans, start, end = (x.detach().requires_grad_(True) for x in crf._scores())
+    from rnner.crf import _LogPartitionCPU
+
+    assert torch.autograd.gradcheck(
+        lambda e, t, s, n: _LogPartitionCPU.apply(e, mask, t, s, n), (em, trans, start, end)
+    )
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_numpy_viterbi_equals_the_torch_loop(ties):
+    """The CPU decodes in numpy; the same operations in torch (the path off the CPU) give the
+    same tags, ties (integer scores) and padding included."""
+    from rnner.crf import _viterbi_torch
+
+    allowed = [(i, j) for i in range(5) for j in range(5) if (i, j) != (0, 3)]
+    crf, em, mask = random_crf(7, 5, [9, 1, 4, 9, 2, 7], allowed, [0, 1, 2], [1, 2, 4])
+    if ties:
+        em = em.round()
+        with torch.no_grad():
+            crf.transitions.copy_(crf.transitions.round())
+            crf.start.zero_()
+            crf.end.zero_()
+    got = crf.decode(em, mask)
+    want = _viterbi_torch(em, mask, *crf._scores())
+    assert got.dtype == want.dtype == torch.int64 and torch.equal(got, want)
+    for b, n in enumerate(mask.sum(1).tolist()):  # padding holds the last real tag
+        assert (got[b, n:] == got[b, n - 1]).all()
+
+
+def test_log_partition_falls_back_to_autograd_where_probabilities_underflow():
+    """Two tags that must alternate, the second 200 below the first at every step: every
+    path's probability underflows float32 at step 2, the log-space scores do not."""
+    crf = CRF(2, [(0, 1), (1, 0)], [0], [0, 1])
+    em = torch.tensor([[[0.0, -200.0]] * 4, [[0.0, -1.0]] * 4]).requires_grad_(True)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    z = crf.log_partition(em, mask)
+    want = _autograd_log_partition(crf, em, mask)
+    assert torch.isfinite(z).all() and torch.equal(z, want)
+    assert torch.equal(z, torch.tensor([-400.0, -2.0]))  # the one path: 0, 1, 0, 1
+    (grad,) = torch.autograd.grad(z.sum(), em)
+    (grad_want,) = torch.autograd.grad(want.sum(), em)
+    assert torch.equal(grad, grad_want)

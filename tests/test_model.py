@@ -4,7 +4,9 @@ import torch
 from torch import nn
 
 from rnner.model import (
+    CharCNN,
     CharLSTM,
+    Dropout,
     Encoder,
     LockedDropout,
     RNNTagger,
@@ -257,3 +259,61 @@ def test_singleton_unk_turns_only_singletons_into_unk_and_only_in_training():
     model.eval()  # dropout 0: training mode differs only by the replacement
     torch.testing.assert_close(with_unk, model.emissions(unk))
     assert not torch.allclose(model.emissions(b), model.emissions(unk))
+
+
+def _conv_reference(cnn: CharCNN, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The char CNN as it was written before the matrix product: nn.Conv1d, then the max."""
+    x = cnn.dropout(cnn.embed(chars)).transpose(1, 2)
+    h = cnn.conv(x)[:, :, : chars.shape[1]]
+    pad = torch.arange(chars.shape[1])[None, :] >= lengths[:, None]
+    pooled = h.masked_fill(pad.unsqueeze(1), float("-inf")).amax(dim=2)
+    return pooled.masked_fill((lengths == 0).unsqueeze(1), 0.0)
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 1])
+@pytest.mark.parametrize("training", [False, True])
+def test_char_cnn_matrix_product_equals_the_convolution(kernel, training):
+    torch.manual_seed(0)
+    cnn = CharCNN(40, 6, 7, kernel, 0.5).train(training)
+    lengths = torch.tensor([0, 1, 2, 5, 9, 3])  # row 0: the padding token
+    chars = torch.randint(1, 40, (6, 9)) * (torch.arange(9)[None, :] < lengths[:, None])
+    out, ref = [], []
+    for fn, into in ((cnn, out), (lambda c, n: _conv_reference(cnn, c, n), ref)):
+        torch.manual_seed(1)  # the same dropout mask for both
+        cnn.zero_grad()
+        y = fn(chars, lengths)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        into += [y.detach()] + [p.grad.clone() for p in cnn.parameters()]
+    assert out[0].shape == (6, 7) and torch.equal(out[0][0], torch.zeros(7))
+    for a, b in zip(out, ref, strict=True):  # float sums in another order: equal to rounding
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("p", [0.5, 0.05, 0.33])
+def test_dropout_draws_the_masks_of_nn_dropout_faster(p, threads):
+    """Same output, gradient and generator state afterwards as torch's own dropout."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(7, 130, 33, requires_grad=True)  # 30,030 elements: parallel kernels
+        got, want = [], []
+        for module, into in ((Dropout(p), got), (nn.Dropout(p), want)):
+            torch.manual_seed(11)
+            y = module(x)
+            (grad,) = torch.autograd.grad((y * y).sum(), x)
+            into += [y.detach(), grad, torch.rand(4)]
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        assert 0 < (got[0] == 0).float().mean() < 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_locked_dropout_mask_is_the_bernoulli_draw():
+    x = torch.randn(3, 5, 8)
+    torch.manual_seed(4)
+    y = LockedDropout(0.4)(x)
+    torch.manual_seed(4)
+    keep = torch.empty(3, 1, 8).bernoulli_(0.6)
+    assert torch.equal(y, x * keep / 0.6)

@@ -461,3 +461,46 @@ def test_robustness_screen_trains_scores_skips_and_feeds_the_table(
     table = rows(run_main("benchmarks/robustness_table.py", [arm], capsys))
     clean = 100 * report["results"]["clean"]["f1"]
     assert table[2][:3] == ["plain", "1", f"{clean:.2f}"]
+
+
+def _log(run: Path, points: list[tuple[float, float]]) -> Path:
+    """A run directory whose log.jsonl has these (elapsed seconds, dev F1 in %) epochs."""
+    run.mkdir(parents=True)
+    lines = [
+        json.dumps({"epoch": e, "dev_f1": f / 100, "elapsed_seconds": s})
+        for e, (s, f) in enumerate(points, 1)
+    ]
+    (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_time_to_f1_reads_the_first_epoch_at_the_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _log(tmp_path / "a", [(20.0, 90.0), (38.0, 94.0), (59.0, 95.0)])
+    b = _log(tmp_path / "b", [(18.0, 93.9), (40.0, 93.0), (60.0, 94.5)])
+    c = _log(tmp_path / "c", [(19.0, 80.0)])
+    table = rows(run_main("benchmarks/time_to_f1.py", [f"x={a}", f"x={b}", f"y={c}"], capsys))
+    # 94.0 reached at epoch 2 exactly; median of 20, 18 and 21 s an epoch
+    assert table[2] == ["x", "2", "38.0", "20.0", "95.00", "-"]
+    assert table[3] == ["x", "3", "60.0", "20.0", "94.50", "-"]
+    assert table[4][:3] == ["y", "not in 1", "-"]
+    assert table[7] == ["x", "2", "49.00 ± 15.56 (2 of 2 reached it)", "94.75 ± 0.35", "-"]
+    assert table[8] == ["y", "1", "- (0 of 1 reached it)", "80.00", "-"]
+
+
+def test_peer_benchmark_takes_the_first_sentences_without_document_markers(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "Peter NNP B-NP B-PER\n\nBlackburn NNP B-NP B-PER\n",
+        encoding="utf-8",
+    )
+    peers = script("benchmarks/peers/flair_vs_rnner.py")
+    assert peers.first_sentences(src, tmp_path / "out.txt", 2) == 3  # tokens
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == (
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n\n"
+    )
+    assert peers.first_sentences(src, tmp_path / "all.txt", 10) == 4

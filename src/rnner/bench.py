@@ -11,6 +11,10 @@ What is timed, and why that way:
   evenly spaced sample of dev, which also gives the latency median and p90.
 - FLOPs: an analytic count per token (`rnner.model.model_flops`), so that utilization =
   achieved FLOP/s / matmul FLOP/s says how far the model is from what the machine could do.
+- the floor: the bare recurrent core (the config's encoder and a linear layer to the tags,
+  cross-entropy, the same optimizer and clipping) on exactly the timed batches' shapes, its
+  repetitions interleaved with the full steps'. `train_floor_fraction` (full rate / floor
+  rate) is how much of a step the parts around the recurrent layer leave to it.
 - `--profile`: where a training step's time goes, by cutting the autograd graph between parts.
 """
 
@@ -188,7 +192,70 @@ def _optimizer(s: Setup) -> tuple[torch.optim.Optimizer, WeightAverage | None]:
     return opt, training.WeightAverage(s.model, ema) if ema else None
 
 
+class Floor:
+    """The bare recurrent core of a config's model: its encoder (the same class, so the same
+    dense kernels, reversal and padding as the model) and a linear layer to the tags, trained
+    with token cross-entropy by the config's optimizer and clipping. No embeddings, character
+    encoder, dropout on the input, CRF or batch assembly: the inputs are ready tensors of the
+    encoder's input width, which need a gradient as the model's token features do. A full
+    step cannot be faster than this on the same batches."""
+
+    def __init__(self, s: Setup, batches: Sequence[Any]):
+        import torch
+        from torch import nn
+
+        from . import training
+        from .model import Encoder
+
+        m, enc = s.cfg.model, s.model.encoder
+        gen = torch.Generator().manual_seed(s.cfg.train.seed)
+        self.encoder = Encoder(
+            m.cell,
+            enc.in_dim,
+            m.hidden_size,
+            m.layers,
+            m.bidirectional,
+            m.dropout,
+            m.locked_dropout,
+        ).to(s.device)
+        self.proj = nn.Linear(enc.out_dim, s.num_tags).to(s.device)
+        self.module = nn.ModuleList([self.encoder, self.proj]).train()
+        self.opt = training.make_optimizer(s.cfg, [{"params": list(self.module.parameters())}])
+        self.clip = s.cfg.train.clip
+        self.inputs: list[tuple[torch.Tensor, ...]] = []
+        for b in batches:
+            assert b.tags is not None
+            shape = (*b.words.shape, enc.in_dim)
+            x = torch.randn(shape, generator=gen)
+            self.inputs.append(
+                (
+                    x.to(s.device).requires_grad_(),
+                    b.lengths.to(s.device),
+                    b.tags.to(s.device),
+                    b.mask.to(s.device),
+                )
+            )
+
+    def step(self, i: int) -> None:
+        """One step on the `i`th batch's shapes."""
+        import torch
+
+        x, lengths, tags, mask = self.inputs[i]
+        em = self.proj(self.encoder(x, lengths))
+        ce = torch.nn.functional.cross_entropy(em.transpose(1, 2), tags, reduction="none")
+        loss = (ce * mask).sum() / em.shape[0]
+        self.opt.zero_grad(set_to_none=True)
+        x.grad = None
+        loss.backward()
+        if self.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip)
+        self.opt.step()
+        loss.item()
+
+
 def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
+    """Full training steps and the floor's (`Floor`) over the same batches, their
+    repetitions interleaved so that a slower spell of the machine slows both."""
     import numpy as np
 
     from . import batching
@@ -199,11 +266,13 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
     batches = [batching.make_batch(s.train, i) for i in timed]
     tokens = sum(b.num_tokens for b in batches)
     sentences = int(sum(s.train_units[i].sum() for i in timed))
+    floor = Floor(s, batches)
     s.model.train()
     opt, average = s.opt, s.average
-    for index in warm:
+    for n, index in enumerate(warm):
         _train_step(s, opt, index, average)
-    times = []
+        floor.step(n % len(timed))
+    times, floor_times = [], []
     for _ in range(plan.train_reps):
         _sync(s.device)
         t0 = time.perf_counter()
@@ -211,11 +280,22 @@ def bench_train(s: Setup, plan: Plan) -> dict[str, Any]:
             _train_step(s, opt, index, average)
         _sync(s.device)
         times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for i in range(len(timed)):
+            floor.step(i)
+        _sync(s.device)
+        floor_times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
+    floor_seconds = statistics.median(floor_times)
     return {
         "train_sentences_per_s": sentences / seconds,
         "train_tokens_per_s": tokens / seconds,
         "train_step_ms": 1000 * seconds / len(timed),
+        "floor_sentences_per_s": sentences / floor_seconds,
+        "floor_step_ms": 1000 * floor_seconds / len(timed),
+        "train_floor_fraction": statistics.median(
+            f / t for f, t in zip(floor_times, times, strict=True)
+        ),
         "train_timed_tokens": tokens,
         "char_positions_per_token": char_positions(batches, s.cfg.model.char_encoder),
         "char_width_mean": float(np.mean([b.chars.shape[1] for b in batches])),
@@ -235,8 +315,21 @@ def _decode(s: Setup, data: Encoded, index: np.ndarray) -> int:
     return b.num_tokens
 
 
-def bench_latency(s: Setup, plan: Plan) -> dict[str, Any]:
-    """Batch 1 on an evenly spaced dev sample: per-sentence latency, and its throughput."""
+def bench_latency(s: Setup, plan: Plan, threads: int | None = None) -> dict[str, Any]:
+    """Batch 1 on an evenly spaced dev sample: per-sentence latency, and its throughput;
+    with `threads`, at that many torch threads (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _latency(s, plan)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _latency(s: Setup, plan: Plan) -> dict[str, Any]:
     import numpy as np
 
     s.model.eval()
@@ -401,6 +494,8 @@ def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) ->
     by_batch: dict[str, float] = {}
     infer_chars = 0.0
     latency: dict[str, Any] = {}
+    # a sentence at a time, as a server thread tags it: one torch thread, on the CPU
+    latency_one = bench_latency(s, plan, 1)["latency_ms_batch1"] if device.type == "cpu" else {}
     for bs in plan.infer_batch_sizes:
         if bs == 1:
             lat = bench_latency(s, plan)
@@ -418,10 +513,14 @@ def run(cfg: Config, plan: Plan, device: torch.device, profile: bool = False) ->
         "train_sentences_per_s": tr["train_sentences_per_s"],
         "train_tokens_per_s": tr["train_tokens_per_s"],
         "train_step_ms": tr["train_step_ms"],
+        "floor_sentences_per_s": tr["floor_sentences_per_s"],
+        "floor_step_ms": tr["floor_step_ms"],
+        "train_floor_fraction": tr["train_floor_fraction"],
         "infer_tokens_per_s": by_batch[largest],
         "infer_batch_size": int(largest),
         "infer_tokens_per_s_by_batch": by_batch,
         "latency_ms_batch1": latency,
+        "latency_ms_batch1_one_thread": latency_one,
         "matmul_gflops": matmul,
         "train_flops_per_token": train_flops["train"],
         "infer_flops_per_token": infer_flops["forward"],

@@ -30,12 +30,24 @@ def format_table(r: dict[str, Any]) -> str:
         f"train        {r['train_sentences_per_s']:9.1f} sentences/s  "
         f"{r['train_tokens_per_s']:9.0f} tokens/s  ({r['train_step_ms']:.2f} ms/step)",
     ]
+    if "floor_sentences_per_s" in r:  # JSON saved before the floor was measured has none
+        lines.append(
+            f"floor        {r['floor_sentences_per_s']:9.1f} sentences/s  "
+            f"({r['floor_step_ms']:.2f} ms/step; recurrent core alone); train at "
+            f"{r['train_floor_fraction']:.2f} of it"
+        )
     for bs, rate in r["infer_tokens_per_s_by_batch"].items():
         lines.append(f"infer b={bs:<6s}{rate:9.0f} tokens/s")
     if lat:
         lines.append(
             f"latency b=1   median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms "
             f"per sentence ({lat['sentences']} sentences)"
+        )
+    one = r.get("latency_ms_batch1_one_thread")
+    if one:
+        lines.append(
+            f"latency b=1   median {one['median']:.2f} ms, p90 {one['p90']:.2f} ms "
+            "per sentence at 1 thread"
         )
     lines += [
         f"FLOPs/token  train {_si(r['train_flops_per_token'])} (3x forward; forward: "
