@@ -111,21 +111,32 @@ class CRF(nn.Module):
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """P(tag k at step t | sentence), [B, T, K], by the forward-backward algorithm (zero
         at padding). Explicit rather than the gradient of `log_partition`, so that it also
-        runs under `torch.inference_mode`; the backward scores are shifted like the forward
-        ones (`_alphas`)."""
+        runs under `torch.inference_mode`."""
+        return self._node_scores(emissions, mask).softmax(2) * mask.unsqueeze(2).to(emissions.dtype)
+
+    def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log P(tag k at step t | sentence), [B, T, K], differentiable (distillation's
+        posterior loss trains on it); padding rows hold meaningless finite values."""
+        return self._node_scores(emissions, mask).log_softmax(2)
+
+    def _node_scores(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """alpha_t(k) + beta_t(k), [B, T, K]: each step's tag marginals up to a constant.
+        The backward scores are shifted like the forward ones (`_alphas`); the shifts are
+        constants per step, which the normalization over tags cancels, so they are detached
+        and the gradient is exact."""
         trans, start, end = self._scores()
         alphas, _ = self._alphas(emissions, mask, trans, start)
-        last = (end - end.max()).expand_as(alphas[0])  # beta at a sequence's last step
+        last = (end - end.detach().max()).expand_as(alphas[0])  # beta at a sequence's end
         betas = [last]
         for t in range(emissions.shape[1] - 2, -1, -1):
             step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
             betas.append(
-                torch.where(mask[:, t + 1 : t + 2], step - step.amax(1, keepdim=True), last)
+                torch.where(
+                    mask[:, t + 1 : t + 2], step - step.detach().amax(1, keepdim=True), last
+                )
             )
         betas.reverse()
-        # P(y_t = k) is proportional to exp(alpha_t(k) + beta_t(k)); the shifts cancel out.
-        probs = (torch.stack(alphas, 1) + torch.stack(betas, 1)).softmax(2)
-        return probs * mask.unsqueeze(2).to(emissions.dtype)
+        return torch.stack(alphas, 1) + torch.stack(betas, 1)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
