@@ -21,26 +21,13 @@ import sys
 import numpy as np
 import torch
 
-from rnner import batching, tags
+from rnner import tags
 from rnner.crf import CRF
 from rnner.metrics import entity_scores
-from rnner.model import RNNTagger
-from rnner.pipeline import Split, encode_split, evaluate_split, load_corpus
+from rnner.pipeline import encode_split, evaluate_split, load_corpus, sentence_marginals
 from rnner.runs import load_run
 
-
-@torch.inference_mode()
-def sentence_marginals(
-    model: RNNTagger, split: Split, batches: list[batching.Batch]
-) -> list[np.ndarray]:
-    """P(tag | text) per token of each sentence, [length, tags] arrays in dataset order."""
-    rows: list[np.ndarray] = [np.zeros(0)] * len(split.groups)
-    for b in batches:
-        em = model.emissions(b)
-        marg = model.crf.marginals(em, b.mask) if model.crf is not None else em.softmax(2)
-        for row, i, n in zip(marg.numpy(), b.index.tolist(), b.lengths.tolist(), strict=True):
-            rows[i] = row[:n]
-    return [np.asarray(x) for x in batching.split_units(rows, split.groups, split.lengths)]
+CPU = torch.device("cpu")
 
 
 def posterior_decode(marginals: list[np.ndarray], names: list[str], scheme: str) -> list[list[str]]:
@@ -84,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = [np.array([names.index(t) for t in g]) for g in gold]
         for run, (model, vocabs, cfg, _) in zip(args.runs, loaded, strict=True):
             split = encode_split(sents, vocabs, cfg)
-            marg = sentence_marginals(model, split, split.batches(64))
+            marg = sentence_marginals(model, split, split.batches(64), CPU)
             p_gold = np.concatenate(
                 [m[np.arange(len(g)), g] for m, g in zip(marg, ids, strict=True)]
             )
@@ -106,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         for model, vocabs, cfg, _ in loaded:
             enc = encode_split(sents, vocabs, cfg)
             batches = enc.batches(64)
-            marg = sentence_marginals(model, enc, batches)
+            marg = sentence_marginals(model, enc, batches, CPU)
             viterbi = evaluate_split(
                 model, enc, batches, sents, vocabs, cfg, source, torch.device("cpu")
             )["entity"]["f1"]

@@ -504,3 +504,43 @@ def test_peer_benchmark_takes_the_first_sentences_without_document_markers(
         "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n\n"
     )
     assert peers.first_sentences(src, tmp_path / "all.txt", 10) == 4
+
+
+# --- benchmarks/: the accuracy levers' costs (docs/accuracy-levers.md) --------------------------
+
+
+def _tiny_conll_config(tmp_path: Path, conll_dir: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(to_toml(tiny_sections(data={"data_dir": str(conll_dir.parent)})))
+    return path
+
+
+def test_lexicon_speed_prints_both_rates_and_the_matching_cost(
+    tmp_path: Path, conll_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rnner.lexicon import Lexicon
+
+    lexicon = tmp_path / "lex.jsonl"
+    lexicon.write_text(Lexicon({"LOC": [("Germany",)]}).to_text(), encoding="utf-8")
+    config = _tiny_conll_config(tmp_path, conll_dir)
+    argv = ["--lexicon", str(lexicon), "--config", str(config), "--sentences", "20"]
+    argv += ["--limit", "30", "--reps", "2", "--threads", "1", "--keep", str(tmp_path / "k")]
+    out = run_main("benchmarks/lexicon_speed.py", argv, capsys)
+    table = rows(out)
+    assert [r[0] for r in table[2:]] == ["plain", "lexicon"]
+    assert all(float(r[1].replace(",", "")) > 0 for r in table[2:])
+    assert "speed ratio lexicon / plain, median of the paired reps: " in out
+    assert "µs per token (1 phrases)" in out
+    assert (tmp_path / "k" / "lexicon" / "lexicon.jsonl").is_file()
+
+
+def test_distill_step_times_both_losses(
+    tmp_path: Path, conll_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _tiny_conll_config(tmp_path, conll_dir)
+    argv = ["--config", str(config), "--sentences", "20", "--reps", "2", "--threads", "1"]
+    out = run_main("benchmarks/distill_step.py", argv, capsys)
+    table = rows(out)
+    assert [r[0] for r in table[2:]] == ["plain", "distill"]
+    assert "first 20 training sentences" in out
+    assert "time ratio distill / plain, median of the paired passes: " in out

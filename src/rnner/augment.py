@@ -42,5 +42,6 @@ def epoch_data(
             mention_share=d.mention_augment,
             pool=pool,
         )
-        split = encode_split(sents, vocabs, cfg, corpus.scheme, corpus.trust)
+        # case and typos keep every sentence's length: the soft targets still line up
+        split = encode_split(sents, vocabs, cfg, corpus.scheme, corpus.trust, corpus.soft)
     return split.data, np.array([len(g) for g in split.groups])

@@ -55,6 +55,8 @@ class Encoded:
     offsets: np.ndarray  # [N] start of each sentence in the flat arrays
     lengths: np.ndarray  # [N]
     trust: np.ndarray | None = None  # flat chance that each tag is right (None: all are)
+    lexicon: np.ndarray | None = None  # [tokens, lexicon types] match codes (model.lexicon)
+    soft: np.ndarray | None = None  # [tokens, tags] teachers' tag marginals (train.teachers)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -73,6 +75,8 @@ class Batch:
     lower: torch.Tensor  # [B, T] equal for tokens spelled alike up to case
     tags: torch.Tensor | None  # [B, T]
     trust: torch.Tensor | None = None  # [B, T] float, 1 at padding
+    lexicon: torch.Tensor | None = None  # [B, T, lexicon types] match codes, 0 at padding
+    soft: torch.Tensor | None = None  # [B, T, tags] teachers' tag marginals, 0 at padding
 
     def to(self, device: torch.device | str) -> Batch:
         moved: dict[str, Any] = {
@@ -91,9 +95,12 @@ def encode(
     vocabs: Vocabs,
     tags: Sequence[Sequence[str]] | None = None,
     trust: Sequence[Sequence[float]] | None = None,
+    lexicon: Sequence[np.ndarray] | None = None,
+    soft: Sequence[np.ndarray] | None = None,
 ) -> Encoded:
-    """Encode token sequences (and optionally their tags, in the model's scheme, and the
-    chance that each tag is right)."""
+    """Encode token sequences (and optionally their tags, in the model's scheme, the chance
+    that each tag is right, their lexicon match codes and soft tag targets, one
+    [length, columns] array per sequence)."""
     rows: dict[str, int] = {}
     flat: list[int] = []
     for tokens in sentences:
@@ -127,7 +134,23 @@ def encode(
     trust_flat = None
     if trust is not None:
         trust_flat = np.array([x for row in trust for x in row], dtype=np.float32)
-    return Encoded(table, np.array(flat, dtype=np.int64), tag_ids, offsets, lengths, trust_flat)
+    return Encoded(
+        table,
+        np.array(flat, dtype=np.int64),
+        tag_ids,
+        offsets,
+        lengths,
+        trust_flat,
+        _stack(lexicon, np.int64),
+        _stack(soft, np.float32),
+    )
+
+
+def _stack(rows: Sequence[np.ndarray] | None, dtype: type) -> np.ndarray | None:
+    """Per-sequence [length, columns] arrays as one flat [tokens, columns] array."""
+    if rows is None:
+        return None
+    return np.concatenate([np.asarray(r, dtype=dtype) for r in rows]) if len(rows) else None
 
 
 def lower_ids(surfaces: Sequence[str]) -> list[int]:
@@ -191,6 +214,11 @@ def make_batch(data: Encoded, index: np.ndarray) -> Batch:
     trust = None
     if data.trust is not None:
         trust = torch.from_numpy(np.where(mask, data.trust[pos], np.float32(1)))
+    lexicon = soft = None
+    if data.lexicon is not None:
+        lexicon = torch.from_numpy(np.where(mask[:, :, None], data.lexicon[pos], 0))
+    if data.soft is not None:
+        soft = torch.from_numpy(np.where(mask[:, :, None], data.soft[pos], np.float32(0)))
     t = data.table
     # Cut the characters to this batch's longest token, not the corpus's: the char encoder
     # then does no work on padding.
@@ -208,6 +236,8 @@ def make_batch(data: Encoded, index: np.ndarray) -> Batch:
         lower=torch.from_numpy(t.lower[tok]),
         tags=tags,
         trust=trust,
+        lexicon=lexicon,
+        soft=soft,
     )
 
 

@@ -72,6 +72,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    """`rnner train CONFIG` with train.teachers (and train.distill_weight) set."""
+    overrides = [f"train.teachers={json.dumps(args.teachers)}"]
+    if args.weight is not None:
+        overrides.append(f"train.distill_weight={args.weight!r}")
+    args.set = overrides + list(args.set or [])
+    args.train = args.dev = args.test = args.resume = None
+    args.nproc = 1
+    return cmd_train(args)
+
+
 def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
     """The run's saved config with the overrides a resumed run can take (RESUME_KEYS), saved
     back to the run directory; any other override is refused rather than ignored."""
@@ -270,6 +281,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 # sets `func`, the `cmd_NAME` that runs it.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train a model from a TOML config", "rnner.cli:add_train_parser"),
+    "distill": (
+        "train a model on the mean tag marginals of teacher runs mixed with the gold tags",
+        "rnner.cli:add_distill_parser",
+    ),
     "experiment": (
         "train one config with several seeds; mean ± std",
         "rnner.cli:add_experiment_parser",
@@ -291,6 +306,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tables and plots of a sweep's study", "rnner.report:add_report_parser"),
     "bench": ("measure training and inference speed", "rnner.bench:add_bench_parser"),
     "serve": ("serve a model over HTTP, with a page to try it", "rnner.serve:add_serve_parser"),
+    "lexicon": (
+        "build a lexicon of names for model.lexicon",
+        "rnner.gazetteers:add_lexicon_parser",
+    ),
     "robustness": (
         "score a run on lower/UPPER/Title-cased, misspelt and name-swapped copies "
         "of a labelled file",
@@ -354,6 +373,25 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     )
     t.set_defaults(func=cmd_train)
     return t
+
+
+def add_distill_parser(sub: Any) -> argparse.ArgumentParser:
+    d = sub.add_parser("distill", help=COMMANDS["distill"][0])
+    d.add_argument("teachers", nargs="+", metavar="TEACHER_RUN", help="teacher run directories")
+    d.add_argument("--config", required=True, help="the student's TOML config (or shipped name)")
+    d.add_argument(
+        "--weight",
+        type=float,
+        help="train.distill_weight: the share of the loss that follows the teachers "
+        "(0..1; default: the config's, else 0.5)",
+    )
+    d.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    d.add_argument("--epochs", type=int)
+    d.add_argument("--seed", type=int)
+    d.add_argument("--output", help="run directory (default runs/CONFIG_NAME)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    d.set_defaults(func=cmd_distill)
+    return d
 
 
 def add_experiment_parser(sub: Any) -> argparse.ArgumentParser:

@@ -96,6 +96,13 @@ class ModelConfig:
     lm_weight: float = 0.0
     lm_vocab: int = 7500
     lm_dim: int = 50
+    # Lexicon match features (Chiu & Nichols 2016): a lexicon file (`rnner lexicon build`
+    # writes one; empty: off). Each token reads, per lexicon type, whether it begins,
+    # continues, ends or is a whole phrase of that type's longest match, as a `lexicon_dim`
+    # embedding beside its word vector. The run directory keeps its own copy of the file.
+    lexicon: str = ""
+    lexicon_dim: int = 5
+    lexicon_lowercase: bool = False  # match up to case ("PARIS", "paris"), not exactly
     output: str = "crf"  # crf | softmax
 
 
@@ -129,6 +136,15 @@ class TrainConfig:
     # A run directory whose weights the network starts from (fine-tuning; "": none). Words
     # and characters both runs know keep their trained rows; tags and architecture must match.
     init: str = ""
+    # Distillation (docs/accuracy-levers.md): run directories of teacher models. Their mean
+    # tag marginals over the training sentences become soft targets, and the loss is
+    # (1 - distill_weight) * gold likelihood + distill_weight * the cross-entropy of the
+    # model's marginals against them. Teachers must share the tag set and scheme and must
+    # not have been trained on dev or test. Their marginals are computed once and cached in
+    # `distill_cache` (empty: ~/.cache/rnner/distill), keyed by teachers and training text.
+    teachers: list[str] = field(default_factory=list)
+    distill_weight: float = 0.5
+    distill_cache: str = ""
 
 
 @dataclass
@@ -201,6 +217,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.lm_weight": (0.0, None),
     "model.lm_vocab": (1, None),
     "model.lm_dim": (1, None),
+    "model.lexicon_dim": (1, None),
     "train.lr": (0.0, None),
     "train.momentum": (0.0, 0.9999),
     "train.weight_decay": (0.0, None),
@@ -215,6 +232,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.epochs": (1, None),
     "train.patience": (0, None),
     "train.threads": (0, None),
+    "train.distill_weight": (0.0, 1.0),
 }
 
 
@@ -251,6 +269,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)
         if t is str and isinstance(value, str):
             return value
+        strings = isinstance(value, list) and all(isinstance(x, str) for x in value)
+        if typing.get_origin(t) is list and strings:
+            return list(value)
     names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
     raise ConfigError(key, f"expected {names}, found {type(value).__name__} {value!r}")
 
@@ -275,6 +296,16 @@ def validate(cfg: Config) -> Config:
         changed = getattr(cfg.model, name) != getattr(ModelConfig, name)  # the default
         if changed and not cfg.model.repeat_pooling:
             raise ConfigError(f"model.{name}", "needs model.repeat_pooling = true")
+    for name in ("lexicon_dim", "lexicon_lowercase"):
+        changed = getattr(cfg.model, name) != getattr(ModelConfig, name)
+        if changed and not cfg.model.lexicon:
+            raise ConfigError(f"model.{name}", "needs model.lexicon (a lexicon file)")
+    if cfg.train.teachers and cfg.data.mention_augment:
+        raise ConfigError(
+            "train.teachers",
+            "cannot be combined with data.mention_augment (swapped mentions change the "
+            "sentences the teachers' marginals belong to)",
+        )
     if cfg.model.pretrained_dropout and cfg.model.embeddings == "random":
         raise ConfigError("model.pretrained_dropout", "needs pretrained model.embeddings")
     if cfg.train.nesterov and (cfg.train.optimizer != "sgd" or cfg.train.momentum == 0):

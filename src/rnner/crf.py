@@ -118,14 +118,47 @@ class CRF(nn.Module):
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """P(tag k at step t | sentence), [B, T, K], by the forward-backward algorithm (zero
         at padding). Explicit rather than the gradient of `log_partition`, so that it also
-        runs under `torch.inference_mode`; the backward scores are shifted like the forward
-        ones (`_alphas`)."""
+        runs under `torch.inference_mode`."""
+        return self._node_scores(emissions, mask).softmax(2) * mask.unsqueeze(2).to(emissions.dtype)
+
+    def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log P(tag k at step t | sentence), [B, T, K], differentiable (distillation's
+        posterior loss trains on it); padding rows hold meaningless finite values."""
+        return self._node_scores(emissions, mask).log_softmax(2)
+
+    def nll_and_log_marginals(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`nll` (summed over the batch, no trust) and `log_marginals` from one forward
+        pass: distillation needs both, and the forward loop over time is a third of their
+        cost."""
         trans, start, end = self._scores()
-        alphas, _ = self._alphas(emissions, mask, trans, start)
-        betas = _betas(emissions, mask, trans, end)
-        # P(y_t = k) is proportional to exp(alpha_t(k) + beta_t(k)); the shifts cancel out.
-        probs = (torch.stack(alphas, 1) + betas).softmax(2)
-        return probs * mask.unsqueeze(2).to(emissions.dtype)
+        alphas, total = self._alphas(emissions, mask, trans, start)
+        log_z = (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
+        nll = (log_z - self.score(emissions, tags, mask)).sum()
+        return nll, self._node_scores(emissions, mask, alphas).log_softmax(2)
+
+    def _node_scores(
+        self, emissions: torch.Tensor, mask: torch.Tensor, alphas: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """alpha_t(k) + beta_t(k), [B, T, K]: each step's tag marginals up to a constant.
+        The backward scores are shifted like the forward ones (`_alphas`); the shifts are
+        constants per step, which the normalization over tags cancels, so they are detached
+        and the gradient is exact."""
+        trans, start, end = self._scores()
+        if alphas is None:
+            alphas, _ = self._alphas(emissions, mask, trans, start)
+        last = (end - end.detach().max()).expand_as(alphas[0])  # beta at a sequence's end
+        betas = [last]
+        for t in range(emissions.shape[1] - 2, -1, -1):
+            step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
+            betas.append(
+                torch.where(
+                    mask[:, t + 1 : t + 2], step - step.detach().amax(1, keepdim=True), last
+                )
+            )
+        betas.reverse()
+        return torch.stack(alphas, 1) + torch.stack(betas, 1)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -192,20 +225,6 @@ def viterbi(
         path.append(last)
     path.reverse()
     return np.stack(path, 1).astype(np.int64)
-
-
-def _betas(
-    emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor, end: torch.Tensor
-) -> torch.Tensor:
-    """Backward scores of every step, [B, T, K], each step shifted to a maximum of zero as
-    the forward ones are (`CRF._alphas`); at and after a sequence's last step, `end`'s."""
-    last = (end - end.max()).expand(emissions.shape[0], -1)  # beta at a sequence's last step
-    betas = [last]
-    for t in range(emissions.shape[1] - 2, -1, -1):
-        step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
-        betas.append(torch.where(mask[:, t + 1 : t + 2], step - step.amax(1, keepdim=True), last))
-    betas.reverse()
-    return torch.stack(betas, 1)
 
 
 class _LogPartitionCPU(torch.autograd.Function):

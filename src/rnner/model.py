@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from .batching import CASING, Batch
 from .config import ModelConfig
 from .crf import CRF, label_channel
+from .lexicon import CODES
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -281,6 +282,7 @@ class RNNTagger(nn.Module):
         num_tags: int,
         word_dim: int,
         constraints: tuple[list, list, list] | None = None,
+        lexicon_types: int = 0,
     ):
         super().__init__()
         self.cfg = cfg
@@ -299,6 +301,12 @@ class RNNTagger(nn.Module):
             self.chars = CharLSTM(num_chars, cfg.char_dim, cfg.char_hidden, cfg.dropout)
         if self.chars is not None:
             size += self.chars.out_dim
+        self.lexicon: nn.Embedding | None = None
+        if cfg.lexicon:  # one small embedding per (lexicon type, match code)
+            if not lexicon_types:
+                raise ValueError("model.lexicon is set: give the lexicon's number of types")
+            self.lexicon = nn.Embedding(lexicon_types * CODES, cfg.lexicon_dim)
+            size += lexicon_types * cfg.lexicon_dim
         self.dropout = make_dropout(cfg.dropout, cfg.locked_dropout)
         self.encoder = Encoder(
             cfg.cell,
@@ -340,6 +348,9 @@ class RNNTagger(nn.Module):
         # For singleton_unk: which rows are words seen once in train. Not saved either.
         self.singleton: torch.Tensor | None
         self.register_buffer("singleton", None, persistent=False)
+        # The share of the loss that follows the teachers' marginals when a batch carries
+        # them (train.distill_weight; set by training, which alone gives batches soft targets).
+        self.distill_weight = 0.0
 
     def keep_pretrained(self, vectors: torch.Tensor, known: torch.Tensor) -> None:
         """Keep the original vectors, and which rows have one, for `pretrained_dropout`."""
@@ -382,6 +393,11 @@ class RNNTagger(nn.Module):
             parts[0] = torch.where(swap, self.pretrained[words], parts[0])
         if self.casing is not None:
             parts.append(self.casing(b.casing))
+        if self.lexicon is not None:
+            assert b.lexicon is not None, "a model with a lexicon needs encoded match codes"
+            offsets = torch.arange(b.lexicon.shape[2], device=b.lexicon.device) * CODES
+            vectors = self.lexicon(b.lexicon + offsets)  # [B, T, types, dim]
+            parts.append(vectors.flatten(2))
         if self.chars is not None:
             if per_type is None:
                 per_type = self.char_features(b)  # once per distinct token
@@ -401,11 +417,20 @@ class RNNTagger(nn.Module):
 
     def loss(self, b: Batch) -> torch.Tensor:
         """Mean over sentences of the CRF negative log-likelihood, or of the summed token
-        cross-entropy, so that learning rates mean the same for both heads; plus the
-        auxiliary language model's summed loss, weighted, when there is one."""
+        cross-entropy, so that learning rates mean the same for both heads; with soft
+        targets, mixed with the posterior loss by `distill_weight`; plus the auxiliary
+        language model's summed loss, weighted, when there is one."""
         states = self.encode(b)
         em = self.readout(states[-1], b)
-        total = self.output_loss(em, b)
+        w = self.distill_weight
+        if b.soft is not None and self.crf is not None and b.trust is None:
+            assert b.tags is not None
+            nll, log_p = self.crf.nll_and_log_marginals(em, b.tags, b.mask)
+            total = (1 - w) * nll + w * self.posterior_loss(em, b, log_p)
+        elif b.soft is not None:
+            total = (1 - w) * self.output_loss(em, b) + w * self.posterior_loss(em, b)
+        else:
+            total = self.output_loss(em, b)
         if self.lm is not None:
             total = total + self.lm_loss(states[0], b)
         return total / em.shape[0]
@@ -422,6 +447,18 @@ class RNNTagger(nn.Module):
             return (nll * b.mask).sum()
         ce = nn.functional.cross_entropy(em.transpose(1, 2), b.tags, reduction="none")
         return (ce * b.mask).sum()
+
+    def posterior_loss(
+        self, em: torch.Tensor, b: Batch, log_p: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token-level distillation (Wang et al. 2020, posterior form): the cross-entropy of
+        the model's tag marginals (`log_p`, or the CRF's by forward-backward) against the
+        soft targets `b.soft`, summed over tokens and the batch."""
+        assert b.soft is not None
+        if log_p is None:
+            crf = self.crf
+            log_p = crf.log_marginals(em, b.mask) if crf is not None else em.log_softmax(2)
+        return -(b.soft * log_p * b.mask.unsqueeze(2)).sum()
 
     def lm_loss(self, first: torch.Tensor, b: Batch) -> torch.Tensor:
         """The auxiliary language model's weighted loss from the first layer's states."""
@@ -444,7 +481,11 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent cell
 
 
 def model_flops(
-    m: ModelConfig, word_dim: int, num_tags: int, char_positions_per_token: float
+    m: ModelConfig,
+    word_dim: int,
+    num_tags: int,
+    char_positions_per_token: float,
+    lexicon_types: int = 0,
 ) -> dict[str, float]:
     """Forward FLOPs per token (2 per multiply-add), by part; training counted as 3x forward.
 
@@ -454,7 +495,7 @@ def model_flops(
     the CNN, over the real characters for the packed LSTM); `char_positions` measures it.
     """
     char = 0.0
-    size = word_dim + m.casing_dim
+    size = word_dim + m.casing_dim + (lexicon_types * m.lexicon_dim if m.lexicon else 0)
     if m.char_encoder == "cnn":
         char = char_positions_per_token * 2 * m.char_dim * m.char_hidden * m.char_kernel
         size += m.char_hidden

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import batching, tags
@@ -36,6 +37,8 @@ class Corpus:
     scheme: str
     paths: dict[str, str] = field(default_factory=dict)
     trust: list[float] | None = None  # per training sentence (data.train_trust)
+    # per training sentence, the teachers' mean tag marginals [length, tags] (train.teachers)
+    soft: list[np.ndarray] | None = None
 
 
 def load_corpus(cfg: Config) -> Corpus:
@@ -128,10 +131,13 @@ def encode_split(
     cfg: Config,
     source_scheme: str | None = None,
     trust: Sequence[float] | None = None,
+    soft: Sequence[np.ndarray] | None = None,
 ) -> Split:
     """Tags (when `source_scheme` is given) are converted to the training scheme; tags that
     training never saw become O here (gold is scored from the file, not from these ids).
-    `trust`, one per sentence, is given to each of its tokens."""
+    `trust`, one per sentence, is given to each of its tokens; `soft`, one [length, tags]
+    array per sentence, are soft tag targets. With a lexicon in `vocabs`, each sentence's
+    tokens are matched against it on their own (a match never spans two sentences)."""
     groups = batching.units(
         [s.doc_id for s in sents],
         [len(s) for s in sents],
@@ -152,9 +158,17 @@ def encode_split(
         token_trust = batching.join_units(
             [[t] * len(s) for s, t in zip(sents, trust, strict=True)], groups
         )
-    return Split(
-        batching.encode(tokens, vocabs, tag_ids, token_trust), groups, [len(s) for s in sents]
-    )
+    lexicon = None
+    if vocabs.lexicon is not None:
+        lexicon = _join_rows([vocabs.lexicon.match(s.tokens) for s in sents], groups)
+    rows = _join_rows(soft, groups) if soft is not None else None
+    encoded = batching.encode(tokens, vocabs, tag_ids, token_trust, lexicon, rows)
+    return Split(encoded, groups, [len(s) for s in sents])
+
+
+def _join_rows(rows: Sequence[np.ndarray], groups: list[list[int]]) -> list[np.ndarray]:
+    """Per-sentence [length, columns] arrays joined into one per unit."""
+    return [np.concatenate([rows[i] for i in g]) for g in groups]
 
 
 @torch.no_grad()
@@ -169,6 +183,24 @@ def predict_ids(
         for row, i, length in zip(ids, b.index.tolist(), b.lengths.tolist(), strict=True):
             rows[i] = row[:length].tolist()
     return batching.split_units(rows, split.groups, split.lengths)
+
+
+@torch.inference_mode()
+def sentence_marginals(
+    model: RNNTagger, split: Split, batches: list[batching.Batch], device: torch.device
+) -> list[np.ndarray]:
+    """P(tag | text) per token of each sentence, [length, tags] float32 arrays in dataset
+    order: the CRF's marginals by forward-backward, or the softmax of a softmax head."""
+    model.eval()
+    rows: list[Any] = [np.zeros(0)] * len(split.groups)
+    for b in batches:
+        em = model.emissions(b.to(device))
+        mask = b.mask.to(device)
+        marg = model.crf.marginals(em, mask) if model.crf is not None else em.softmax(2)
+        out = marg.float().cpu().numpy()
+        for row, i, n in zip(out, b.index.tolist(), b.lengths.tolist(), strict=True):
+            rows[i] = row[:n]
+    return [np.asarray(x) for x in batching.split_units(rows, split.groups, split.lengths)]
 
 
 def decode_tags(

@@ -3,7 +3,8 @@
 A run directory holds everything needed to reload, evaluate and reproduce a model:
 `model.safetensors` (weights), `config.json` (the resolved config), `vocab.json`, `run.json`
 (provenance: versions, data hashes, schemes), `metrics.json` (best epoch, dev/test scores),
-`log.jsonl` (one line per epoch) and, while training can resume, `checkpoint.safetensors`.
+`log.jsonl` (one line per epoch), `lexicon.jsonl` when the model reads lexicon features, and,
+while training can resume, `checkpoint.safetensors`.
 Every file is written atomically, and loading never unpickles anything.
 
 The shipped model's location is decided in one place, `default_model_path`.
@@ -20,7 +21,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from . import files, tags
+from . import files, lexicon, tags
 from .config import Config
 from .errors import RunDirError
 from .model import RNNTagger
@@ -47,6 +48,8 @@ def save_run(
     if meta is not None:
         files.write_json(out / "config.json", cfg.to_dict())
         files.write_json(out / "vocab.json", vocabs.to_dict())
+        if vocabs.lexicon is not None:  # the model's own copy: the run stays self-contained
+            files.write_text(out / lexicon.FILE, vocabs.lexicon.to_text())
         files.write_json(out / "run.json", {"word_dim": model.words.embedding_dim, **meta})
 
 
@@ -74,6 +77,10 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
     try:
         cfg = Config.from_dict(_read_json(d / "config.json"))
         vocabs = Vocabs.from_dict(_read_json(d / "vocab.json"))
+        if cfg.model.lexicon:
+            if not (d / lexicon.FILE).is_file():
+                raise RunDirError(f"{d}: not a run directory (missing {lexicon.FILE})")
+            vocabs.lexicon = lexicon.Lexicon.load(d / lexicon.FILE, cfg.model.lexicon_lowercase)
         meta = _read_json(d / "run.json")
         names = vocabs.tags.itos
         model = RNNTagger(
@@ -83,8 +90,11 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
             len(names),
             meta["word_dim"],
             tags.constraints(names, cfg.data.scheme),
+            len(vocabs.lexicon.types) if vocabs.lexicon is not None else 0,
         )
         model.load_state_dict(load_weights(d))
+    except RunDirError:
+        raise
     except Exception as e:  # bad JSON, config, truncated weights, shape mismatch: all one story
         raise RunDirError(f"{d}: damaged run directory ({type(e).__name__}: {e})") from None
     return model.to(device).eval(), vocabs, cfg, meta

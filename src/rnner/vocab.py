@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .lexicon import Lexicon
+
 PAD = "<pad>"
 UNK = "<unk>"
 _DIGITS = re.compile(r"\d")
@@ -62,6 +64,8 @@ class Vocabs:
     chars: Vocab
     tags: Vocab  # no specials: tag id i is output column i
     lowercase: bool = True
+    # model.lexicon's phrases: saved beside vocab.json (lexicon.FILE), not in it
+    lexicon: Lexicon | None = None
 
     def word_id(self, token: str) -> int:
         return self.words.id(word_key(token, self.lowercase))

@@ -7,7 +7,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,12 @@ import torch
 from .. import distributed, embeddings, tags
 from ..batching import Batch
 from ..config import Config
+from ..files import sha256
+from ..lexicon import Lexicon
 from ..model import RNNTagger
 from ..pipeline import Corpus, Split, encode_split, load_corpus, to_scheme
 from ..vocab import Vocabs, build_vocabs, word_key
+from . import distill
 from .state import WeightAverage
 from .warm import start_tags, warm_start
 
@@ -61,6 +64,10 @@ def build_model(
         "chars": len(vocabs.chars),
         "tags": len(vocabs.tags),
     }
+    if m.lexicon:
+        vocabs.lexicon = Lexicon.load(m.lexicon, m.lexicon_lowercase)
+        phrases = {t: len(p) for t, p in vocabs.lexicon.phrases.items()}
+        info["lexicon"] = {"path": m.lexicon, "sha256": sha256(m.lexicon), "phrases": phrases}
     dim = pretrained.dim if pretrained is not None else m.word_dim
     model = RNNTagger(
         m,
@@ -69,6 +76,7 @@ def build_model(
         len(vocabs.tags),
         dim,
         tags.constraints(vocabs.tags.itos, cfg.data.scheme),
+        len(vocabs.lexicon.types) if vocabs.lexicon is not None else 0,
     )
     if pretrained is not None:
         matrix, hit = pretrained_matrix(vocabs, corpus, pretrained, rng)
@@ -183,7 +191,11 @@ def prepare(cfg: Config, corpus: Corpus | None = None) -> Setup:
     if t.init:
         info.update(warm_start(model, vocabs, t.init))
     model.to(device)
-    train = encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust)
+    if t.teachers:
+        soft, info["distill"] = distill.soft_targets(cfg, corpus, vocabs, device)
+        corpus = replace(corpus, soft=soft)
+        model.distill_weight = t.distill_weight
+    train = encode_split(corpus.train, vocabs, cfg, corpus.scheme, corpus.trust, corpus.soft)
     dev = encode_split(corpus.dev, vocabs, cfg, corpus.scheme)
     opt = make_optimizer(cfg, param_groups(cfg, model))
     return Setup(
