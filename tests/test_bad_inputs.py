@@ -163,8 +163,9 @@ def test_score_has_no_size_limits(capsys, tmp_path, name, tokens):
 CONFIG_ERRORS = {
     "bad_config_unknown_key.toml": "config model.hidden_sise: unknown key; known keys here: "
     "bidirectional, casing_dim, cell, char_dim, char_encoder, char_hidden, char_kernel, "
-    "dropout, embeddings, freeze_embeddings, hidden_size, layers, lm_dim, lm_vocab, lm_weight, "
-    "locked_dropout, output, pool_layers, pretrained_dropout, repeat_key, repeat_pooling, "
+    "dropout, embeddings, freeze_embeddings, hidden_size, layers, lexicon, lexicon_dim, "
+    "lexicon_lowercase, lm_dim, lm_vocab, lm_weight, locked_dropout, output, pool_layers, "
+    "pretrained_dropout, repeat_key, repeat_pooling, "
     "singleton_unk, word_dim, word_dropout",
     "bad_config_type.toml": "config model.hidden_size: expected int, found str '16'",
     "bad_config_range.toml": "config model.dropout: 1.5 is out of range [0.0, 0.99]",
@@ -203,9 +204,9 @@ def test_train_refuses_bad_config(capsys, tmp_path, name):
         (
             "train.epoch=3",
             "config train.epoch: unknown key; known keys here: batch_size, clip, "
-            "device, ema, embedding_lr_scale, epochs, eval_batch_size, gamma, lr, "
-            "lr_decay, momentum, nesterov, optimizer, patience, schedule, seed, "
-            "select, step_size, threads, weight_decay",
+            "device, distill_cache, distill_weight, ema, embedding_lr_scale, epochs, "
+            "eval_batch_size, gamma, init, lr, lr_decay, momentum, nesterov, optimizer, "
+            "patience, schedule, seed, select, step_size, teachers, threads, weight_decay",
         ),
         ("train.batch_size=0", "config train.batch_size: 0 is out of range [1, inf]"),
         ("model.layers=two", "config model.layers: expected int, found str 'two'"),
