@@ -44,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
-    if args.init:
+    if getattr(args, "init", None):
         overrides.append(f"train.init={json.dumps(args.init)}")
     if args.resume:
         output = args.resume

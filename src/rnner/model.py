@@ -423,11 +423,12 @@ class RNNTagger(nn.Module):
         states = self.encode(b)
         em = self.readout(states[-1], b)
         w = self.distill_weight
-        if b.soft is not None and self.crf is not None and b.trust is None:
+        soft = b.soft is not None and w > 0  # weight 0: exactly the plain loss
+        if soft and self.crf is not None and b.trust is None:
             assert b.tags is not None
             nll, log_p = self.crf.nll_and_log_marginals(em, b.tags, b.mask)
             total = (1 - w) * nll + w * self.posterior_loss(em, b, log_p)
-        elif b.soft is not None:
+        elif soft:
             total = (1 - w) * self.output_loss(em, b) + w * self.posterior_loss(em, b)
         else:
             total = self.output_loss(em, b)
