@@ -15,7 +15,6 @@ reports are committed.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tomllib
@@ -25,12 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "benchmarks" / "robustness_screen.toml"
 sys.path.insert(0, str(ROOT / "src"))
+from rnner.data import resolve_split  # noqa: E402
 from rnner.files import write_text  # noqa: E402
 
-
-def data_dir() -> Path:
-    base = Path(os.environ.get("RNNER_DATA", ROOT.parent / "shared" / "data"))
-    return base / "conll2003" if (base / "conll2003").is_dir() else base
+THREADS = 1  # torch threads per run: --lanes runs side by side, one core each
 
 
 def jobs(spec: dict, only: list[str]) -> list[tuple[str, int, list[str]]]:
@@ -49,7 +46,6 @@ def run(name: str, seed: int, sets: list[str], spec: dict, args: argparse.Namesp
     if report.exists():
         return f"{report.name}: done before"
     run_dir = args.runs / f"{name}-seed{seed}"
-    threads = 1
     rnner = [sys.executable, "-m", "rnner"]
     nice = ["nice", "-n", str(spec.get("nice", 10))]
     if (run_dir / "checkpoint.safetensors").exists() and not (run_dir / "metrics.json").exists():
@@ -60,14 +56,14 @@ def run(name: str, seed: int, sets: list[str], spec: dict, args: argparse.Namesp
         config = ROOT / spec["config"]  # relative to the checkout, or absolute
         train = [*rnner, "train", str(config), "--seed", str(seed)]
         train += ["--epochs", str(spec["epochs"]), "--output", str(run_dir)]
-        for s in [f"train.threads={threads}", *sets]:
+        for s in [f"train.threads={THREADS}", *sets]:
             train += ["--set", s]
     if train:
         quiet = ["--quiet"] if args.quiet else []
         subprocess.run([*nice, *train, *quiet], check=True, stdout=subprocess.DEVNULL)
-    dev = args.dev or data_dir() / "dev.txt"
+    dev = args.dev or resolve_split("conll2003", "dev")  # RNNER_DATA, as rnner finds it
     cmd = [*rnner, "robustness", str(run_dir), "--data", str(dev), "--json"]
-    cmd += ["--threads", str(threads)]
+    cmd += ["--threads", str(THREADS)]
     out = subprocess.run([*nice, *cmd], check=True, capture_output=True, text=True).stdout
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text(report, out)  # atomic: a report exists only whole

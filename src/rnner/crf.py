@@ -126,28 +126,13 @@ class CRF(nn.Module):
         posterior loss trains on it); padding rows hold meaningless finite values."""
         return self._node_scores(emissions, mask).log_softmax(2)
 
-    def nll_and_log_marginals(
-        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`nll` (summed over the batch, no trust) and `log_marginals` from one forward
-        pass: distillation needs both, and the forward loop over time is a third of their
-        cost."""
-        trans, start, end = self._scores()
-        alphas, total = self._alphas(emissions, mask, trans, start)
-        log_z = (total + torch.logsumexp(alphas[-1] + end, dim=1, keepdim=True)).squeeze(1)
-        nll = (log_z - self.score(emissions, tags, mask)).sum()
-        return nll, self._node_scores(emissions, mask, alphas).log_softmax(2)
-
-    def _node_scores(
-        self, emissions: torch.Tensor, mask: torch.Tensor, alphas: list[torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def _node_scores(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """alpha_t(k) + beta_t(k), [B, T, K]: each step's tag marginals up to a constant.
         The backward scores are shifted like the forward ones (`_alphas`); the shifts are
         constants per step, which the normalization over tags cancels, so they are detached
         and the gradient is exact."""
         trans, start, end = self._scores()
-        if alphas is None:
-            alphas, _ = self._alphas(emissions, mask, trans, start)
+        alphas, _ = self._alphas(emissions, mask, trans, start)
         last = (end - end.detach().max()).expand_as(alphas[0])  # beta at a sequence's end
         betas = [last]
         for t in range(emissions.shape[1] - 2, -1, -1):

@@ -422,16 +422,10 @@ class RNNTagger(nn.Module):
         language model's summed loss, weighted, when there is one."""
         states = self.encode(b)
         em = self.readout(states[-1], b)
+        total = self.output_loss(em, b)
         w = self.distill_weight
-        soft = b.soft is not None and w > 0  # weight 0: exactly the plain loss
-        if soft and self.crf is not None and b.trust is None:
-            assert b.tags is not None
-            nll, log_p = self.crf.nll_and_log_marginals(em, b.tags, b.mask)
-            total = (1 - w) * nll + w * self.posterior_loss(em, b, log_p)
-        elif soft:
-            total = (1 - w) * self.output_loss(em, b) + w * self.posterior_loss(em, b)
-        else:
-            total = self.output_loss(em, b)
+        if b.soft is not None and w > 0:  # weight 0 computes no marginals
+            total = (1 - w) * total + w * self.posterior_loss(em, b)
         if self.lm is not None:
             total = total + self.lm_loss(states[0], b)
         return total / em.shape[0]
@@ -449,16 +443,13 @@ class RNNTagger(nn.Module):
         ce = nn.functional.cross_entropy(em.transpose(1, 2), b.tags, reduction="none")
         return (ce * b.mask).sum()
 
-    def posterior_loss(
-        self, em: torch.Tensor, b: Batch, log_p: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def posterior_loss(self, em: torch.Tensor, b: Batch) -> torch.Tensor:
         """Token-level distillation (Wang et al. 2020, posterior form): the cross-entropy of
-        the model's tag marginals (`log_p`, or the CRF's by forward-backward) against the
+        the model's tag marginals (the CRF's by forward-backward, or the softmax) against the
         soft targets `b.soft`, summed over tokens and the batch."""
         assert b.soft is not None
-        if log_p is None:
-            crf = self.crf
-            log_p = crf.log_marginals(em, b.mask) if crf is not None else em.log_softmax(2)
+        crf = self.crf
+        log_p = crf.log_marginals(em, b.mask) if crf is not None else em.log_softmax(2)
         return -(b.soft * log_p * b.mask.unsqueeze(2)).sum()
 
     def lm_loss(self, first: torch.Tensor, b: Batch) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ..pipeline import Corpus, Split, encode_split, load_corpus, to_scheme
 from ..vocab import Vocabs, build_vocabs, word_key
 from . import distill
 from .state import WeightAverage
-from .warm import start_tags, warm_start
+from .warm import load_start, start_tags, warm_start
 
 
 def set_seed(seed: int) -> None:
@@ -42,7 +42,8 @@ def build_model(
     cfg: Config, corpus: Corpus, rng: np.random.Generator
 ) -> tuple[RNNTagger, Vocabs, dict[str, Any]]:
     """Vocabularies from train (plus dev/test words that have a pretrained vector), the
-    embedding matrix, and the network. Returns facts worth recording (coverage, sizes)."""
+    embedding matrix, and the network; with `train.init`, the network starts from that
+    run's weights (`warm`). Returns facts worth recording (coverage, sizes)."""
     m = cfg.model
     pretrained = None if m.embeddings == "random" else embeddings.load(m.embeddings)
     extra: list[str] = []
@@ -57,8 +58,9 @@ def build_model(
         min_freq=cfg.data.min_word_freq,
         extra_words=extra,
     )
-    if cfg.train.init:
-        vocabs.tags = start_tags(cfg.train.init, cfg.data.scheme, vocabs.tags)
+    start = load_start(cfg.train.init) if cfg.train.init else None
+    if start is not None:
+        vocabs.tags = start_tags(start, cfg.data.scheme, vocabs.tags)
     info: dict[str, Any] = {
         "words": len(vocabs.words),
         "chars": len(vocabs.chars),
@@ -90,6 +92,8 @@ def build_model(
         once = torch.tensor([counts[w] == 1 for w in vocabs.words.itos])
         model.keep_singletons(once)
         info["singletons"] = int(once.sum())
+    if start is not None:
+        info.update(warm_start(model, vocabs, start))
     return model, vocabs, info
 
 
@@ -188,8 +192,6 @@ def prepare(cfg: Config, corpus: Corpus | None = None) -> Setup:
     device = distributed.current().device(pick_device(t.device))  # cuda:LOCAL_RANK in a job
     corpus = corpus or load_corpus(cfg)
     model, vocabs, info = build_model(cfg, corpus, rng)
-    if t.init:
-        info.update(warm_start(model, vocabs, t.init))
     model.to(device)
     if t.teachers:
         soft, info["distill"] = distill.soft_targets(cfg, corpus, vocabs, device)

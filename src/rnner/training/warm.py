@@ -10,11 +10,13 @@ architecture or tags differ cannot be continued, and is refused by name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..config import Config
 from ..errors import ConfigError
 from ..files import sha256
 from ..model import RNNTagger
@@ -33,11 +35,27 @@ def _copy_rows(dst: torch.Tensor, src: torch.Tensor, new: Vocab, old: Vocab) -> 
     return len(ids)
 
 
-def start_tags(path: str | Path, scheme: str, tags: Vocab) -> Vocab:
+@dataclass
+class Start:
+    """The run a warm start begins from, loaded once."""
+
+    path: Path
+    model: RNNTagger
+    vocabs: Vocabs
+    cfg: Config
+
+
+def load_start(path: str | Path) -> Start:
+    with torch.random.fork_rng(devices=[]):  # building its modules draws random numbers
+        model, vocabs, cfg, _ = load_run(path)
+    return Start(Path(path), model, vocabs, cfg)
+
+
+def start_tags(start: Start, scheme: str, tags: Vocab) -> Vocab:
     """The run's own tag vocabulary, so its output layer carries over, when it tags in the
     same scheme and the new training data has no tag it lacks (fine-tuning data often holds
     only some of the tags)."""
-    _, old, old_cfg, _ = load_run(path)
+    path, old, old_cfg = start.path, start.vocabs, start.cfg
     if old_cfg.data.scheme != scheme:
         raise ConfigError(
             "train.init", f"{path}: it tags in {old_cfg.data.scheme}, this config in {scheme}"
@@ -50,10 +68,10 @@ def start_tags(path: str | Path, scheme: str, tags: Vocab) -> Vocab:
     return old.tags
 
 
-def warm_start(model: RNNTagger, vocabs: Vocabs, path: str | Path) -> dict[str, Any]:
-    """Copy a run directory's weights into `model`; returns what was shared, for run.json."""
+def warm_start(model: RNNTagger, vocabs: Vocabs, start: Start) -> dict[str, Any]:
+    """Copy the run's weights into `model`; returns what was shared, for run.json."""
     where = "train.init"
-    old_model, old_vocabs, _, _ = load_run(path)
+    path, old_model, old_vocabs = start.path, start.model, start.vocabs
     if old_vocabs.tags.itos != vocabs.tags.itos:
         raise ConfigError(
             where,
