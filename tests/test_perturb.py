@@ -213,3 +213,42 @@ def test_each_augmentation_is_redrawn_per_epoch_and_seed(key):
     assert a == perturb.augment_epoch(sents, "IOB2", 1, 1, **kw)
     assert a != perturb.augment_epoch(sents, "IOB2", 1, 2, **kw)
     assert a != perturb.augment_epoch(sents, "IOB2", 2, 1, **kw)
+
+
+def _case_of(original: Sentence, s: Sentence) -> str:
+    if s == original:
+        return "clean"
+    return next(c for c in perturb.CASES if list(s.tokens) == perturb.recase(original.tokens, c))
+
+
+def test_case_by_document_cases_each_document_as_a_whole():
+    # 400 documents of three sentences; every case changes each sentence
+    sents = [
+        Sentence(("Peter", "mcDonald", "said"), ("B-PER", "I-PER", "O"), doc_id=i // 3)
+        for i in range(1200)
+    ]
+    out = perturb.augment_epoch(sents, "IOB2", 1, 1, case=0.5, case_unit="document")
+    per_doc: dict[int, set[str]] = {}
+    for s, t in zip(sents, out, strict=True):
+        per_doc.setdefault(s.doc_id, set()).add(_case_of(s, t))
+    assert all(len(cases) == 1 for cases in per_doc.values())
+    kinds = [next(iter(c)) for c in per_doc.values()]
+    assert {k: kinds.count(k) for k in set(kinds)} == {
+        "clean": 202,
+        "lower": 68,
+        "upper": 65,
+        "title": 65,
+    }
+
+
+def test_case_lower_share_weights_lower_casing():
+    mixed = [Sentence(("Peter", "mcDonald", "said"), ("B-PER", "I-PER", "O"))] * 1000
+    out = perturb.augment_epoch(mixed, "IOB2", 1, 1, case=0.6, case_lower=0.5)
+    # 600 ± 15 recased, half of them lower-cased
+    kinds = [_case_of(s, t) for s, t in zip(mixed, out, strict=True)]
+    assert {k: kinds.count(k) for k in set(kinds)} == {
+        "clean": 389,
+        "lower": 330,
+        "upper": 152,
+        "title": 129,
+    }

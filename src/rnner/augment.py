@@ -38,6 +38,8 @@ def epoch_data(
             cfg.train.seed,
             epoch,
             case=d.case_augment,
+            case_unit=d.case_unit,
+            case_lower=d.case_lower,
             typos=d.typo_augment,
             mention_share=d.mention_augment,
             pool=pool,

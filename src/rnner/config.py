@@ -44,6 +44,11 @@ class DataConfig:
     # Word lookups are lower-cased already (`lowercase`), so case augmentation teaches the
     # casing feature and the char encoder that an entity can come in any case.
     case_augment: float = 0.0  # share of training sentences lower-, UPPER- or Title-cased
+    # "document": the share is of documents, each cased as a whole (as users' text comes)
+    case_unit: str = "sentence"
+    # 0: the three cases equally; else the chance that a recased unit is lower-cased (the
+    # rest UPPER or Title equally)
+    case_lower: float = 0.0
     typo_augment: float = 0.0  # share of training words (2+ letters) given one typo
     # Chance that each training mention is swapped for another training mention of its type
     # (Dai & Adel 2020), so names are recognised by their context, not learnt by heart.
@@ -185,6 +190,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.scheme": ("IOB1", "IOB2", "BIOES", "IOE1"),
     "data.context": ("sentence", "document"),
+    "data.case_unit": ("sentence", "document"),
     "model.char_encoder": ("none", "cnn", "lstm"),
     "model.cell": ("rnn", "gru", "lstm"),
     "model.output": ("crf", "softmax"),
@@ -200,6 +206,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.max_sentences": (0, None),
     "data.max_context_tokens": (1, None),
     "data.case_augment": (0.0, 1.0),
+    "data.case_lower": (0.0, 1.0),
     "data.typo_augment": (0.0, 1.0),
     "data.mention_augment": (0.0, 1.0),
     "model.word_dim": (1, None),

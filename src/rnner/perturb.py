@@ -234,15 +234,19 @@ def augment_epoch(
     epoch: int,
     *,
     case: float = 0.0,
+    case_unit: str = "sentence",
+    case_lower: float = 0.0,
     typos: float = 0.0,
     mention_share: float = 0.0,
     pool: Pool | None = None,
 ) -> list[Sentence]:
     """One epoch's training sentences: mentions swapped (each with chance `mention_share`,
     for a same-type training mention: Dai & Adel 2020), then a share `case` of the sentences
-    lower-, upper- or title-cased (one of the three at random), then typos in a share `typos`
-    of the words. Drawn afresh for each (seed, epoch), from generators of its own, so a
-    resumed run redraws exactly what the interrupted one had."""
+    (or, with `case_unit="document"`, of the documents, every sentence alike) lower-, upper-
+    or title-cased, then typos in a share `typos` of the words. The case is one of the three
+    at random, or with `case_lower` > 0 lower with that chance and else upper or title.
+    Drawn afresh for each (seed, epoch), from generators of its own, so a resumed run redraws
+    exactly what the interrupted one had."""
     out = list(sents)
     if mention_share and pool:
         out = replace_mentions(
@@ -250,9 +254,28 @@ def augment_epoch(
         )
     if case:
         rng = rng_for(seed, "augment", epoch, "case")
+
+        def draw() -> str | None:
+            if rng.random() >= case:
+                return None
+            if case_lower:
+                return "lower" if rng.random() < case_lower else rng.choice(CASES[1:])
+            return rng.choice(CASES)
+
+        # A document cased as a whole, as users' text comes: a lower-cased sentence beside
+        # cased ones of its document lets a model that pools over the document (repeat
+        # pooling) read the answer from the cased copies, which fully lower-cased text lacks.
+        by_doc = case_unit == "document"
+        doc_case: dict[int, str | None] = {}
         for i, s in enumerate(out):
-            if rng.random() < case:
-                out[i] = dataclasses.replace(s, tokens=tuple(recase(s.tokens, rng.choice(CASES))))
+            if by_doc:
+                if s.doc_id not in doc_case:
+                    doc_case[s.doc_id] = draw()
+                chosen = doc_case[s.doc_id]
+            else:
+                chosen = draw()
+            if chosen is not None:
+                out[i] = dataclasses.replace(s, tokens=tuple(recase(s.tokens, chosen)))
     if typos:
         out = add_typos(out, typos, rng_for(seed, "augment", epoch, "typos"))
     return out
