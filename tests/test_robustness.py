@@ -117,8 +117,11 @@ def test_bad_typo_rate_is_one_line(capsys, tiny_run, dev_head):
 
 
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no shipped model")
-def test_shipped_model_loses_entities_when_lowercased(capsys, dev_head):
-    """The failure the report exists to show, on real dev sentences."""
+def test_shipped_model_keeps_entities_when_lowercased(capsys, dev_head):
+    """The shipped model was trained with case augmentation (docs/robustness.md): on real
+    dev sentences lower-cased or UPPER-cased it keeps most entities (on these 150 sentences
+    the model before lost 81.43 points lower-cased and 14.24 UPPER-cased; this one 2.20 and
+    2.40)."""
     code, out, err = run(
         capsys,
         [
@@ -136,8 +139,8 @@ def test_shipped_model_loses_entities_when_lowercased(capsys, dev_head):
     assert (code, err) == (0, "")
     rows = json.loads(out)["results"]
     assert rows["clean"]["f1"] > 0.9
-    assert rows["lower"]["drop"] > 30
-    assert rows["upper"]["f1"] < rows["clean"]["f1"]
+    assert 0 < rows["lower"]["drop"] < 6
+    assert 0 < rows["upper"]["drop"] < 6
 
 
 def test_same_sentences_keep_document_ids(dev_head):
