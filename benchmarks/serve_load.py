@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         soak = {
             "requests": sum(p["requests"] for p in parts),
             "errors": sum(p["errors"] for p in parts),
-            "requests_per_s": sum(p["requests"] for p in parts) / sum(p["seconds"] for p in parts),
+            "requests_per_s": sum(p["requests"] for p in parts)
+            / max(sum(p["seconds"] for p in parts), 1e-9),  # --soak 0: no soak, rate 0
             "rss_mb": curve,
         }
         print(json.dumps(soak), flush=True)
