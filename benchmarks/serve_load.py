@@ -474,11 +474,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"soak: {curve[-1][0]} requests, RSS {curve[-1][1]:.0f} MB", flush=True)
             if not parts[-1]["requests"]:
                 break
+        requests = sum(p["requests"] for p in parts)
+        seconds = sum(p["seconds"] for p in parts)
         soak = {
-            "requests": sum(p["requests"] for p in parts),
+            "requests": requests,
             "errors": sum(p["errors"] for p in parts),
-            "requests_per_s": sum(p["requests"] for p in parts)
-            / max(sum(p["seconds"] for p in parts), 1e-9),  # --soak 0: no soak, rate 0
+            "requests_per_s": requests / seconds if seconds else 0.0,  # --soak 0: none sent
             "rss_mb": curve,
         }
         print(json.dumps(soak), flush=True)
