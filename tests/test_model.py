@@ -317,3 +317,38 @@ def test_locked_dropout_mask_is_the_bernoulli_draw():
     torch.manual_seed(4)
     keep = torch.empty(3, 1, 8).bernoulli_(0.6)
     assert torch.equal(y, x * keep / 0.6)
+
+
+def test_case_shares_count_each_sequence_alone_and_reach_the_encoder():
+    from rnner import batching
+    from rnner.config import ModelConfig
+    from rnner.model import case_shares
+    from rnner.vocab import build_vocabs
+
+    # lower: rejects, call; UPPER: EU, I; Title: German, Peter; mIxed: McDonald; the
+    # number and the full stop count for nothing
+    cased = ["EU", "rejects", "German", "call", "McDonald", "1996", "."]
+    sents = [cased, ["Peter", "I"], ["angela", "merkel", "in", "paris"], ["?"]]
+    vocabs = build_vocabs(sents, [["O"] * len(s) for s in sents])
+    b = batching.make_batch(batching.encode(sents, vocabs), np.arange(4))
+    shares = case_shares(b.casing, b.mask)
+    assert shares.shape == (4, 7, 4)
+    assert shares[0, 0].tolist() == pytest.approx([2 / 5, 1 / 5, 1 / 5, 1 / 5])
+    assert shares[1, 6].tolist() == [0.0, 0.5, 0.5, 0.0]  # padding reads its row's shares
+    assert shares[2, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert shares[3, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
+    alone = batching.make_batch(batching.encode(sents[2:3], vocabs), np.arange(1))
+    assert case_shares(alone.casing, alone.mask)[0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+    base = dict(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3)
+    torch.manual_seed(0)
+    model = RNNTagger(ModelConfig(**base, case_shares=True), len(vocabs.words), 5, 3, 2)
+    assert model.encoder.forward_rnns[0].input_size == 2 + 4
+    model.eval()
+    features = model.token_features(b)
+    torch.testing.assert_close(features[:, :, 2:], shares)
+    # lower-casing a sentence changes what every one of its tokens reads
+    lowered = batching.make_batch(
+        batching.encode([[t.lower() for t in cased]], vocabs), np.arange(1)
+    )
+    assert model.token_features(lowered)[0, 0, 2:].tolist() == [1.0, 0.0, 0.0, 0.0]

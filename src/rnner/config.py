@@ -61,6 +61,11 @@ class ModelConfig:
     word_dim: int = 50  # only for random embeddings; pretrained ones set their own
     freeze_embeddings: bool = False
     casing_dim: int = 0  # embedding of a word's casing class (0: off)
+    # Every token also reads the shares of its sequence's words that are lower-case, UPPER,
+    # Title and mIxed (4 numbers, from the casing classes). With case augmentation the
+    # network then knows whether it reads a cased article or a lower-cased one, instead of
+    # learning to trust capitals less everywhere (docs/robustness.md).
+    case_shares: bool = False
     char_encoder: str = "cnn"  # none | cnn | lstm
     char_dim: int = 30
     char_hidden: int = 50  # CNN filters, or the char BiLSTM's total hidden size

@@ -171,6 +171,20 @@ def make_dropout(p: float, locked: bool) -> nn.Module:
     return LockedDropout(p) if locked else Dropout(p)
 
 
+CASE_SHARES = 4  # lower, upper, title, mixed: CASING rows 1 to 4
+
+
+def case_shares(casing: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """At each position [B, T, 4], the shares of its sequence's alphabetic words that are
+    lower-case, UPPER, Title and mIxed (all 0 in a sequence without one; padding counts
+    for nothing). Only the sequence's own words count, so a text's tags never depend on
+    what shares its batch."""
+    onehot = nn.functional.one_hot(casing, len(CASING))[:, :, 1 : 1 + CASE_SHARES]
+    counts = (onehot * mask.unsqueeze(2)).sum(1).float()  # [B, 4]
+    shares = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    return shares.unsqueeze(1).expand(-1, casing.shape[1], -1)
+
+
 def repeat_mean(h: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """At each position, the mean of `h` [B, T, D] over the positions of the same sequence
     whose `keys` [B, T] are equal; padding (`mask` False) neither counts nor gets a value."""
@@ -292,6 +306,8 @@ class RNNTagger(nn.Module):
         if cfg.casing_dim:
             self.casing = nn.Embedding(len(CASING), cfg.casing_dim, padding_idx=0)
             size += cfg.casing_dim
+        if cfg.case_shares:
+            size += CASE_SHARES
         self.chars: nn.Module | None = None
         if cfg.char_encoder == "cnn":
             self.chars = CharCNN(
@@ -393,6 +409,8 @@ class RNNTagger(nn.Module):
             parts[0] = torch.where(swap, self.pretrained[words], parts[0])
         if self.casing is not None:
             parts.append(self.casing(b.casing))
+        if self.cfg.case_shares:
+            parts.append(case_shares(b.casing, b.mask).to(parts[0].dtype))
         if self.lexicon is not None:
             assert b.lexicon is not None, "a model with a lexicon needs encoded match codes"
             offsets = torch.arange(b.lexicon.shape[2], device=b.lexicon.device) * CODES
@@ -488,6 +506,7 @@ def model_flops(
     """
     char = 0.0
     size = word_dim + m.casing_dim + (lexicon_types * m.lexicon_dim if m.lexicon else 0)
+    size += CASE_SHARES if m.case_shares else 0
     if m.char_encoder == "cnn":
         char = char_positions_per_token * 2 * m.char_dim * m.char_hidden * m.char_kernel
         size += m.char_hidden
