@@ -120,8 +120,8 @@ def test_bad_typo_rate_is_one_line(capsys, tiny_run, dev_head):
 def test_shipped_model_keeps_entities_when_lowercased(capsys, dev_head):
     """The shipped model was trained with case augmentation (docs/robustness.md): on real
     dev sentences lower-cased or UPPER-cased it keeps most entities (on these 150 sentences
-    the model before lost 81.43 points lower-cased and 14.24 UPPER-cased; this one 2.20 and
-    2.40)."""
+    the first shipped model lost 81.43 points lower-cased and 14.24 UPPER-cased; this one 2.91
+    and 2.96)."""
     code, out, err = run(
         capsys,
         [
