@@ -62,9 +62,9 @@ class ModelConfig:
     freeze_embeddings: bool = False
     casing_dim: int = 0  # embedding of a word's casing class (0: off)
     # Every token also reads the shares of its sequence's words that are lower-case, UPPER,
-    # Title and mIxed (4 numbers, from the casing classes). With case augmentation the
-    # network then knows whether it reads a cased article or a lower-cased one, instead of
-    # learning to trust capitals less everywhere (docs/robustness.md).
+    # Title and mIxed (4 numbers, from the casing classes), so that with case augmentation
+    # the network can tell a cased article from a lower-cased one (docs/robustness.md
+    # measures it: a small effect, kept by the selection rule's tie-break).
     case_shares: bool = False
     char_encoder: str = "cnn"  # none | cnn | lstm
     char_dim: int = 30
