@@ -162,10 +162,10 @@ def test_score_has_no_size_limits(capsys, tmp_path, name, tokens):
 
 CONFIG_ERRORS = {
     "bad_config_unknown_key.toml": "config model.hidden_sise: unknown key; known keys here: "
-    "bidirectional, case_shares, casing_dim, cell, char_dim, char_encoder, char_hidden, char_kernel, "
-    "dropout, embeddings, freeze_embeddings, hidden_size, layers, lexicon, lexicon_dim, "
-    "lexicon_lowercase, lm_dim, lm_vocab, lm_weight, locked_dropout, output, pool_layers, "
-    "pretrained_dropout, repeat_key, repeat_pooling, "
+    "bidirectional, case_shares, casing_dim, cell, char_dim, char_encoder, char_hidden, "
+    "char_kernel, dropout, embeddings, freeze_embeddings, hidden_size, layers, lexicon, "
+    "lexicon_dim, lexicon_lowercase, lm_dim, lm_vocab, lm_weight, locked_dropout, output, "
+    "pool_layers, pretrained_dropout, repeat_key, repeat_pooling, "
     "singleton_unk, word_dim, word_dropout",
     "bad_config_type.toml": "config model.hidden_size: expected int, found str '16'",
     "bad_config_range.toml": "config model.dropout: 1.5 is out of range [0.0, 0.99]",
