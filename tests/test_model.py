@@ -331,14 +331,14 @@ def test_case_shares_count_each_sequence_alone_and_reach_the_encoder():
     sents = [cased, ["Peter", "I"], ["angela", "merkel", "in", "paris"], ["?"]]
     vocabs = build_vocabs(sents, [["O"] * len(s) for s in sents])
     b = batching.make_batch(batching.encode(sents, vocabs), np.arange(4))
-    shares = case_shares(b.casing, b.mask)
+    shares = case_shares(b.casing)
     assert shares.shape == (4, 7, 4)
     assert shares[0, 0].tolist() == pytest.approx([2 / 5, 1 / 5, 1 / 5, 1 / 5])
     assert shares[1, 6].tolist() == [0.0, 0.5, 0.5, 0.0]  # padding reads its row's shares
     assert shares[2, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert shares[3, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
     alone = batching.make_batch(batching.encode(sents[2:3], vocabs), np.arange(1))
-    assert case_shares(alone.casing, alone.mask)[0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert case_shares(alone.casing)[0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
 
     base = dict(embeddings="random", char_encoder="none", casing_dim=0, hidden_size=3)
     torch.manual_seed(0)

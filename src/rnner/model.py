@@ -174,13 +174,13 @@ def make_dropout(p: float, locked: bool) -> nn.Module:
 CASE_SHARES = 4  # lower, upper, title, mixed: CASING rows 1 to 4
 
 
-def case_shares(casing: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def case_shares(casing: torch.Tensor) -> torch.Tensor:
     """At each position [B, T, 4], the shares of its sequence's alphabetic words that are
-    lower-case, UPPER, Title and mIxed (all 0 in a sequence without one; padding counts
-    for nothing). Only the sequence's own words count, so a text's tags never depend on
-    what shares its batch."""
+    lower-case, UPPER, Title and mIxed (all 0 in a sequence without one; padding, casing
+    class 0, counts for nothing). Only the sequence's own words count, so a text's tags
+    never depend on what shares its batch."""
     onehot = nn.functional.one_hot(casing, len(CASING))[:, :, 1 : 1 + CASE_SHARES]
-    counts = (onehot * mask.unsqueeze(2)).sum(1).float()  # [B, 4]
+    counts = onehot.sum(1).float()  # [B, 4]
     shares = counts / counts.sum(1, keepdim=True).clamp(min=1)
     return shares.unsqueeze(1).expand(-1, casing.shape[1], -1)
 
@@ -410,7 +410,7 @@ class RNNTagger(nn.Module):
         if self.casing is not None:
             parts.append(self.casing(b.casing))
         if self.cfg.case_shares:
-            parts.append(case_shares(b.casing, b.mask).to(parts[0].dtype))
+            parts.append(case_shares(b.casing).to(parts[0].dtype))
         if self.lexicon is not None:
             assert b.lexicon is not None, "a model with a lexicon needs encoded match codes"
             offsets = torch.arange(b.lexicon.shape[2], device=b.lexicon.device) * CODES
