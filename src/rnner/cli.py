@@ -258,11 +258,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .predict import export_run
+    from .runs import export_routed, export_run
 
-    out = export_run(args.run_dir, args.output, half=not args.float32)
-    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-    print(f"exported {args.run_dir} to {out} ({size:.1f} MB)")
+    if args.caseless:
+        out = export_routed(
+            args.run_dir,
+            args.caseless,
+            args.output,
+            half=not args.float32,
+            min_share=args.min_share,
+            max_lower_sentences=args.max_lower_sentences,
+        )
+        what = f"{args.run_dir} (cased) and {args.caseless} (caseless)"
+    else:
+        out = export_run(args.run_dir, args.output, half=not args.float32)
+        what = args.run_dir
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    print(f"exported {what} to {out} ({size:.1f} MB)")
     return 0
 
 
@@ -473,6 +485,25 @@ def add_export_parser(sub: Any) -> argparse.ArgumentParser:
     ex.add_argument("run_dir")
     ex.add_argument("output")
     ex.add_argument("--float32", action="store_true", help="keep float32 weights")
+    ex.add_argument(
+        "--caseless",
+        metavar="RUN_DIR",
+        help="a second run for text without case: the output is a routed model that reads "
+        "each document with run_dir when it has case, else with this one (docs/robustness.md)",
+    )
+    ex.add_argument(
+        "--min-share",
+        type=float,
+        default=0.02,
+        help="with --caseless: a document has case when at least this share of its words is "
+        "lower-case and this share capitalised (0.02)",
+    )
+    ex.add_argument(
+        "--max-lower-sentences",
+        type=float,
+        default=0.2,
+        help="with --caseless: ... and at most this share of its sentences all lower-case (0.2)",
+    )
     ex.set_defaults(func=cmd_export)
     return ex
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import tags
+from . import routing, tags
 from .batching import length_buckets, make_batch
 from .config import Config
 from .conll import Sentence
@@ -29,6 +29,7 @@ from .runs import (
     export_run,
     load_run,
     load_weights,
+    read_router,
     save_run,
 )
 from .vocab import Vocabs
@@ -182,8 +183,20 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> Tagger:
-        model, vocabs, cfg, meta = load_run(path or default_model_path(), device)
+        """A run directory's model, or a routed model directory's two (`RoutedTagger`)."""
+        d = Path(path) if path is not None else default_model_path()
+        router = read_router(d)
+        if router is not None:
+            return RoutedTagger(
+                {name: cls.load(d / name, device) for name in routing.ROUTES}, router
+            )
+        model, vocabs, cfg, meta = load_run(d, device)
         return cls(model, vocabs, cfg, meta, device)
+
+    @property
+    def routes(self) -> dict[str, Tagger]:
+        """The models that read documents: this one alone, or a router's two."""
+        return {"model": self}
 
     def tag(
         self,
@@ -242,6 +255,57 @@ class Tagger:
             offs = [[(a, b) for _, a, b in s] for s in sents]
             out.append(_spans(text, toks, offs, [next(tagged) for _ in sents], self.output_scheme))
         return out
+
+
+class RoutedTagger(Tagger):
+    """Two models behind one `Tagger`: each document goes to the cased model when its words
+    have case, else to the caseless one (`rnner.routing.route`). Labels, scheme, config and
+    provenance (`cfg`, `vocabs`, `meta`) are the cased model's; `meta["router"]` adds the
+    routing and both models' provenance, so a resumed `rnner predict` checks both."""
+
+    def __init__(self, taggers: dict[str, Tagger], router: dict[str, Any]):
+        first = taggers[routing.CASED]
+        super().__init__(first.model, first.vocabs, first.cfg, dict(first.meta), str(first.device))
+        self.taggers, self.router = taggers, router
+        self.min_share = float(router["min_share"])
+        self.max_lower_sentences = float(router["max_lower_sentences"])
+        self.meta["router"] = {
+            "min_share": self.min_share,
+            "max_lower_sentences": self.max_lower_sentences,
+            "models": {
+                name: {"meta": t.meta, "config": t.cfg.to_dict()} for name, t in taggers.items()
+            },
+        }
+
+    @property
+    def routes(self) -> dict[str, Tagger]:
+        return dict(self.taggers)
+
+    def route(self, sentences: Sequence[Sequence[str]]) -> str:
+        """Which model reads a document of these sentences."""
+        return routing.route(sentences, self.min_share, self.max_lower_sentences)
+
+    def tag(
+        self,
+        sentences: Sequence[Sequence[str]],
+        batch_size: int = 256,
+        doc_ids: Sequence[int] | None = None,
+    ) -> list[list[str]]:
+        ids = list(doc_ids) if doc_ids is not None else [0] * len(sentences)
+        docs: dict[int, list[int]] = {}
+        for i, d in enumerate(ids):
+            docs.setdefault(d, []).append(i)
+        chosen = {d: self.route([sentences[i] for i in rows]) for d, rows in docs.items()}
+        result: list[list[str]] = [[] for _ in sentences]
+        for name, tagger in self.taggers.items():
+            rows = [i for i, d in enumerate(ids) if chosen[d] == name]
+            if rows:
+                tagged = tagger.tag(
+                    [sentences[i] for i in rows], batch_size, [ids[i] for i in rows]
+                )
+                for i, seq in zip(rows, tagged, strict=True):
+                    result[i] = seq
+        return result
 
 
 def _spans(

@@ -7,6 +7,10 @@ A run directory holds everything needed to reload, evaluate and reproduce a mode
 while training can resume, `checkpoint.safetensors`.
 Every file is written atomically, and loading never unpickles anything.
 
+A routed model directory holds two exported run directories, `cased/` and `caseless/`, and
+`router.json`, which says so; `rnner.predict.Tagger` reads each document with one of them,
+by the rule of `rnner.routing`.
+
 The shipped model's location is decided in one place, `default_model_path`.
 """
 
@@ -21,7 +25,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from . import files, lexicon, tags
+from . import files, lexicon, routing, tags
 from .config import Config
 from .errors import RunDirError
 from .model import RNNTagger
@@ -30,6 +34,8 @@ from .vocab import Vocabs
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 DEFAULT_MODEL = "models/conll03-en"  # the shipped model, relative to a checkout's root
 ENV_MODEL = "RNNER_MODEL"  # overrides it
+ROUTER_FILE = "router.json"
+ROUTER_FORMAT = "rnner-case-router"
 
 
 def save_run(
@@ -65,6 +71,11 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[RNNTagger, Vocabs, 
     d = Path(path)
     if not d.is_dir():
         raise RunDirError(f"{d}: not a run directory (no such directory)")
+    if (d / ROUTER_FILE).is_file():
+        raise RunDirError(
+            f"{d}: a routed model (two models, {ROUTER_FILE}), not one run directory: name one "
+            f"of them ({d / routing.CASED}, {d / routing.CASELESS})"
+        )
     pickles = sorted(p.name for p in d.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise RunDirError(
@@ -104,9 +115,45 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def read_router(path: str | Path) -> dict[str, Any] | None:
+    """The routing of a routed model directory (`ROUTER_FILE`), checked; None for a plain run
+    directory."""
+    d = Path(path)
+    f = d / ROUTER_FILE
+    if not f.is_file():
+        return None
+    try:
+        router = _read_json(f)
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(router, dict) or router.get("format") != ROUTER_FORMAT:
+        raise RunDirError(f'{f}: not a router file (expected "format": "{ROUTER_FORMAT}")')
+    if router.get("version") != 1:
+        raise RunDirError(f"{f}: router version {router.get('version')!r} is not supported (1)")
+    for key, top in (("min_share", 0.5), ("max_lower_sentences", 1.0)):
+        share = router.get(key)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= top:
+            raise RunDirError(f"{f}: {key} must be a number in [0, {top}], not {share!r}")
+    for name in routing.ROUTES:
+        if not (d / name).is_dir():
+            raise RunDirError(f"{f}: its {name} model ({d / name}) is missing")
+    return router
+
+
 def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
     """A run directory reduced to what prediction needs (no checkpoint, no logs), with
-    float16 weights by default: half the size, and the same predictions to within rounding."""
+    float16 weights by default: half the size, and the same predictions to within rounding.
+    A routed model directory is exported model by model."""
+    router = read_router(src)
+    if router is not None:
+        return export_routed(
+            Path(src) / routing.CASED,
+            Path(src) / routing.CASELESS,
+            dst,
+            half,
+            router["min_share"],
+            router["max_lower_sentences"],
+        )
     model, vocabs, cfg, meta = load_run(src)
     out = Path(dst)
     save_run(out, model, vocabs, cfg, meta, half=half)
@@ -114,6 +161,50 @@ def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
     if metrics.is_file():
         files.write_text(out / "metrics.json", metrics.read_text(encoding="utf-8"))
     return out
+
+
+def export_routed(
+    cased: str | Path,
+    caseless: str | Path,
+    dst: str | Path,
+    half: bool = True,
+    min_share: float = routing.MIN_SHARE,
+    max_lower_sentences: float = routing.MAX_LOWER_SENTENCES,
+) -> Path:
+    """One model directory from two runs: documents with case go to `cased`, the rest to
+    `caseless` (`rnner.routing`). Both must tag the same labels in the same scheme."""
+    runs = {routing.CASED: Path(cased), routing.CASELESS: Path(caseless)}
+    labels = {}
+    for name, run in runs.items():
+        _, vocabs, cfg, meta = load_run(run)
+        labels[name] = (tuple(vocabs.tags.itos), cfg.data.scheme, meta.get("source_scheme"))
+    if labels[routing.CASED] != labels[routing.CASELESS]:
+        raise RunDirError(
+            f"{caseless}: its tags or scheme differ from {cased}'s; a routed model needs one "
+            "tag set"
+        )
+    out = Path(dst)
+    for name, run in runs.items():
+        export_run(run, out / name, half=half)
+    files.write_json(
+        out / ROUTER_FILE,
+        {
+            "format": ROUTER_FORMAT,
+            "version": 1,
+            "min_share": min_share,
+            "max_lower_sentences": max_lower_sentences,
+            "rule": "a document with at least min_share of its alphabetic words lower-case, "
+            "min_share capitalised, and at most max_lower_sentences of its sentences (of 3 words "
+            "or more) all lower-case is read by cased/, any other by caseless/ (rnner.routing)",
+            "sources": {name: str(run) for name, run in runs.items()},
+        },
+    )
+    return out
+
+
+def is_model_dir(path: Path) -> bool:
+    """A run directory or a routed model directory (by its files; not validated)."""
+    return (path / "model.safetensors").is_file() or (path / ROUTER_FILE).is_file()
 
 
 def default_model_path() -> Path:
@@ -124,7 +215,7 @@ def default_model_path() -> Path:
     here = Path(__file__).resolve()
     for root in (Path.cwd(), *here.parents):
         candidate = root / DEFAULT_MODEL
-        if (candidate / "model.safetensors").is_file():
+        if is_model_dir(candidate):
             return candidate
     raise RunDirError(
         f"no model given and the default model ({DEFAULT_MODEL}) was not found; "
