@@ -352,6 +352,13 @@ def test_health_model_metrics_docs(server: Server) -> None:
     assert model["scheme"] == "IOB2"
     assert model["config"]["model"]["hidden_size"] == 200
     assert model["metrics"]["dev"]["entity"]["f1"] > 0.9
+    # the shipped model is two, routed by case: the rule and both models are described
+    router = model["router"]
+    assert (router["min_share"], router["max_lower_sentences"]) == (0.02, 0.2)
+    assert set(router["models"]) == {"cased", "caseless"}
+    assert router["models"]["caseless"]["config"]["model"]["case_shares"] is True
+    assert router["models"]["cased"]["metrics"] == model["metrics"]
+    assert router["models"]["caseless"]["metrics"]["dev"]["entity"]["f1"] > 0.9
     assert model["limits"] == {"max_body_bytes": 200000, "max_texts": 300, "max_text_chars": 5000}
     status, spec = request(server.url + "/openapi.json")
     assert status == 200 and isinstance(spec, dict)

@@ -72,8 +72,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_holds_model_configs_and_page(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for f in ("model.safetensors", "config.json", "vocab.json", "run.json", "metrics.json"):
-        assert f"rnner/models/conll03-en/{f}" in names
+    assert "rnner/models/conll03-en/router.json" in names  # two models routed by case
+    for route in ("cased", "caseless"):
+        for f in ("model.safetensors", "config.json", "vocab.json", "run.json", "metrics.json"):
+            assert f"rnner/models/conll03-en/{route}/{f}" in names
     shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.toml")}
     assert shipped and {f"rnner/{p}" for p in shipped} <= names
     assert "rnner/serve/static/index.html" in names

@@ -33,7 +33,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..predict import Tagger
+from ..predict import RoutedTagger, Tagger
+from ..routing import CASED
 from .batcher import TEXTS, TOKENS, MicroBatcher
 from .limits import Limits
 
@@ -342,21 +343,27 @@ class AccessLog:
 
 
 def model_info(tagger: Tagger, run_dir: Path | None) -> dict[str, Any]:
+    """What `GET /v1/model` answers. For a routed model (two models picked by the text's case)
+    the top-level config and metrics are its cased model's, and `router` gives the rule and
+    each model's config and metrics."""
     import platform
 
     import torch
 
+    def metrics(d: Path | None) -> Any:
+        if d is not None and (d / "metrics.json").is_file():
+            return json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+        return None
+
+    routed = isinstance(tagger, RoutedTagger)
     labels = sorted({t.split("-", 1)[1] for t in tagger.vocabs.tags.itos if "-" in t})
-    metrics = None
-    if run_dir is not None and (run_dir / "metrics.json").is_file():
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    return {
+    info: dict[str, Any] = {
         "name": run_dir.name if run_dir is not None else None,
         "labels": labels,
         "scheme": tagger.output_scheme,
         "training_scheme": tagger.scheme,
         "config": tagger.cfg.to_dict(),
-        "metrics": metrics,
+        "metrics": metrics(run_dir / CASED if routed and run_dir is not None else run_dir),
         "trained_with": tagger.meta.get("versions"),
         "versions": {
             "rnner": __version__,
@@ -364,6 +371,22 @@ def model_info(tagger: Tagger, run_dir: Path | None) -> dict[str, Any]:
             "python": platform.python_version(),
         },
     }
+    if isinstance(tagger, RoutedTagger):
+        info["router"] = {
+            "rule": "a document with at least min_share of its words lower-case, min_share "
+            "capitalised and at most max_lower_sentences of its sentences all lower-case is "
+            "read by the cased model, any other by the caseless one",
+            "min_share": tagger.min_share,
+            "max_lower_sentences": tagger.max_lower_sentences,
+            "models": {
+                name: {
+                    "config": t.cfg.to_dict(),
+                    "metrics": metrics(run_dir / name if run_dir is not None else None),
+                }
+                for name, t in tagger.taggers.items()
+            },
+        }
+    return info
 
 
 def page() -> str:
