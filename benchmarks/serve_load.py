@@ -306,10 +306,14 @@ def offline(model: str, data_root: Path, reps: int) -> float:
     import numpy as np
     import torch
 
-    from rnner import bench, conll, pipeline
-    from rnner.predict import Tagger
+    from rnner import bench, conll, pipeline, routing
+    from rnner.predict import RoutedTagger, Tagger
 
     tagger = Tagger.load(model)
+    if isinstance(tagger, RoutedTagger):
+        # every text of the load is one sentence, which a routed model reads with its
+        # caseless model (rnner.routing): that is the model whose offline rate compares
+        tagger = tagger.taggers[routing.CASELESS]
     sents = conll.read_conll(data_root / "conll2003" / "dev.txt")
     cfg = dataclasses.replace(
         tagger.cfg, data=dataclasses.replace(tagger.cfg.data, context="sentence")

@@ -28,11 +28,14 @@ def test_case_counts_by_hand() -> None:
 @pytest.mark.parametrize(
     ("sentences", "expected"),
     [
-        ([["Peter", "Blackburn", "visited", "Brussels", "."]], "cased"),
-        ([["angela", "merkel", "met", "emmanuel", "macron", "in", "paris"]], "caseless"),
-        ([["ANGELA", "MERKEL", "MET", "EMMANUEL", "MACRON"]], "caseless"),
-        ([["Angela", "Merkel", "Met", "Emmanuel", "Macron"]], "caseless"),
-        ([["1996-08-22", "."]], "caseless"),  # no words: nothing says it has case
+        ([["Peter", "Blackburn", "visited", "Brussels", "."], ["He", "left", "."]], "cased"),
+        # one sentence: the caseless model, whatever its case
+        ([["Peter", "Blackburn", "visited", "Brussels", "."]], "caseless"),
+        ([["Peter", "Blackburn", "visited", "Brussels", "."], []], "caseless"),
+        ([["angela", "merkel", "met", "macron", "."], ["in", "paris", "."]], "caseless"),
+        ([["ANGELA", "MERKEL", "MET", "MACRON", "."], ["IN", "PARIS", "."]], "caseless"),
+        ([["Angela", "Merkel", "Met", "Macron", "."], ["In", "Paris", "."]], "caseless"),
+        ([["1996-08-22", "."], ["6-4", "."]], "caseless"),  # no words: nothing says it has case
         ([], "caseless"),
         # 1 of 5 sentences of 3+ words all lower-case: a fifth, still cased
         ([["Ann", "saw", "Bob", "."]] * 4 + [["and", "then", "left", "."]], "cased"),
@@ -49,9 +52,11 @@ def test_route_by_hand(sentences: list[list[str]], expected: str) -> None:
 def test_min_share_is_a_share_of_the_words() -> None:
     # 1 lower-case word in 60 (1.7 %) is under 2 %: no case; 2 in 60 (3.3 %) is over it
     title = ["Ann"] * 59
-    assert routing.route([title + ["saw"]]) == "caseless"
-    assert routing.route([title[:-1] + ["saw", "met"]]) == "cased"
-    assert routing.route([title + ["saw"]], min_share=0.01) == "cased"
+    assert routing.route([title, ["saw"]]) == "caseless"
+    assert routing.route([title[:-1], ["saw", "met"]]) == "cased"
+    assert routing.route([title, ["saw"]], min_share=0.01) == "cased"
+    assert routing.route([title + ["saw", "met"]]) == "caseless"  # one sentence
+    assert routing.route([title + ["saw", "met"]], min_sentences=1) == "cased"
 
 
 @pytest.fixture
@@ -106,6 +111,7 @@ def test_router_file_is_checked(routed: Path) -> None:
         ({"version": 2}, "router version 2 is not supported (1)"),
         ({"min_share": 0.9}, "min_share must be a number in [0, 0.5], not 0.9"),
         ({"max_lower_sentences": "a fifth"}, "max_lower_sentences must be a number in [0, 1.0]"),
+        ({"min_sentences": 0}, "min_sentences must be a whole number of 1 or more, not 0"),
     ]:
         f.write_text(json.dumps(good | change))
         with pytest.raises(RunDirError) as e:
@@ -152,12 +158,18 @@ def test_export_cli_builds_and_reexports_a_routed_model(tiny_run: Path, tmp_path
     for name in ("cased/model.safetensors", "caseless/model.safetensors"):
         assert (again / name).read_bytes() == (out / name).read_bytes()
     router = json.loads((again / "router.json").read_text())
-    assert (router["min_share"], router["max_lower_sentences"]) == (0.02, 0.2)
+    assert (router["min_share"], router["max_lower_sentences"], router["min_sentences"]) == (
+        0.02,
+        0.2,
+        2,
+    )
 
 
 def test_the_shipped_model_reads_text_without_case() -> None:
     """The issue's example: lower-cased names are found (the first shipped model found none)."""
     tagger = Tagger.load(ROOT / "models" / "conll03-en")
     assert isinstance(tagger, RoutedTagger)
-    found = {(s.label, s.text) for s in tagger.predict("angela merkel met emmanuel macron in paris")}
+    found = {
+        (s.label, s.text) for s in tagger.predict("angela merkel met emmanuel macron in paris")
+    }
     assert {("PER", "emmanuel macron"), ("LOC", "paris")} <= found

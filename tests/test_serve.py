@@ -354,7 +354,11 @@ def test_health_model_metrics_docs(server: Server) -> None:
     assert model["metrics"]["dev"]["entity"]["f1"] > 0.9
     # the shipped model is two, routed by case: the rule and both models are described
     router = model["router"]
-    assert (router["min_share"], router["max_lower_sentences"]) == (0.02, 0.2)
+    assert (router["min_share"], router["max_lower_sentences"], router["min_sentences"]) == (
+        0.02,
+        0.2,
+        2,
+    )
     assert set(router["models"]) == {"cased", "caseless"}
     assert router["models"]["caseless"]["config"]["model"]["case_shares"] is True
     assert router["models"]["cased"]["metrics"] == model["metrics"]

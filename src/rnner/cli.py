@@ -268,6 +268,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             half=not args.float32,
             min_share=args.min_share,
             max_lower_sentences=args.max_lower_sentences,
+            min_sentences=args.min_sentences,
         )
         what = f"{args.run_dir} (cased) and {args.caseless} (caseless)"
     else:
@@ -503,6 +504,12 @@ def add_export_parser(sub: Any) -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         help="with --caseless: ... and at most this share of its sentences all lower-case (0.2)",
+    )
+    ex.add_argument(
+        "--min-sentences",
+        type=int,
+        default=2,
+        help="with --caseless: ... and at least this many sentences (2)",
     )
     ex.set_defaults(func=cmd_export)
     return ex

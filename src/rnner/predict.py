@@ -269,9 +269,11 @@ class RoutedTagger(Tagger):
         self.taggers, self.router = taggers, router
         self.min_share = float(router["min_share"])
         self.max_lower_sentences = float(router["max_lower_sentences"])
+        self.min_sentences = int(router["min_sentences"])
         self.meta["router"] = {
             "min_share": self.min_share,
             "max_lower_sentences": self.max_lower_sentences,
+            "min_sentences": self.min_sentences,
             "models": {
                 name: {"meta": t.meta, "config": t.cfg.to_dict()} for name, t in taggers.items()
             },
@@ -283,7 +285,9 @@ class RoutedTagger(Tagger):
 
     def route(self, sentences: Sequence[Sequence[str]]) -> str:
         """Which model reads a document of these sentences."""
-        return routing.route(sentences, self.min_share, self.max_lower_sentences)
+        return routing.route(
+            sentences, self.min_share, self.max_lower_sentences, self.min_sentences
+        )
 
     def tag(
         self,

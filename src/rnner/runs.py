@@ -134,6 +134,9 @@ def read_router(path: str | Path) -> dict[str, Any] | None:
         share = router.get(key)
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= top:
             raise RunDirError(f"{f}: {key} must be a number in [0, {top}], not {share!r}")
+    count = router.get("min_sentences")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise RunDirError(f"{f}: min_sentences must be a whole number of 1 or more, not {count!r}")
     for name in routing.ROUTES:
         if not (d / name).is_dir():
             raise RunDirError(f"{f}: its {name} model ({d / name}) is missing")
@@ -153,6 +156,7 @@ def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
             half,
             router["min_share"],
             router["max_lower_sentences"],
+            router["min_sentences"],
         )
     model, vocabs, cfg, meta = load_run(src)
     out = Path(dst)
@@ -170,6 +174,7 @@ def export_routed(
     half: bool = True,
     min_share: float = routing.MIN_SHARE,
     max_lower_sentences: float = routing.MAX_LOWER_SENTENCES,
+    min_sentences: int = routing.MIN_SENTENCES,
 ) -> Path:
     """One model directory from two runs: documents with case go to `cased`, the rest to
     `caseless` (`rnner.routing`). Both must tag the same labels in the same scheme."""
@@ -193,9 +198,11 @@ def export_routed(
             "version": 1,
             "min_share": min_share,
             "max_lower_sentences": max_lower_sentences,
-            "rule": "a document with at least min_share of its alphabetic words lower-case, "
-            "min_share capitalised, and at most max_lower_sentences of its sentences (of 3 words "
-            "or more) all lower-case is read by cased/, any other by caseless/ (rnner.routing)",
+            "min_sentences": min_sentences,
+            "rule": "a document of at least min_sentences sentences, with at least min_share of "
+            "its alphabetic words lower-case, min_share capitalised, and at most "
+            "max_lower_sentences of its sentences (of 3 words or more) all lower-case is read "
+            "by cased/, any other by caseless/ (rnner.routing)",
             "sources": {name: str(run) for name, run in runs.items()},
         },
     )

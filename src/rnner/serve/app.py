@@ -373,11 +373,12 @@ def model_info(tagger: Tagger, run_dir: Path | None) -> dict[str, Any]:
     }
     if isinstance(tagger, RoutedTagger):
         info["router"] = {
-            "rule": "a document with at least min_share of its words lower-case, min_share "
-            "capitalised and at most max_lower_sentences of its sentences all lower-case is "
-            "read by the cased model, any other by the caseless one",
+            "rule": "a text of at least min_sentences sentences, with at least min_share of "
+            "its words lower-case, min_share capitalised and at most max_lower_sentences of its "
+            "sentences all lower-case is read by the cased model, any other by the caseless one",
             "min_share": tagger.min_share,
             "max_lower_sentences": tagger.max_lower_sentences,
+            "min_sentences": tagger.min_sentences,
             "models": {
                 name: {
                     "config": t.cfg.to_dict(),
