@@ -14,7 +14,8 @@ concurrency 64, with the server's resident memory (VmRSS) read before and after 
 one that keeps climbing a leak. In the same run, the offline rate of the same weights
 (`rnner.bench.bench_infer`, as benchmarks/bench.py measures inference) at batch 256 over
 CoNLL-2003 dev, one sentence per row (the shape of the server's work: each text is its own
-document), with the server's torch threads.
+document), with as many torch threads as the server's model uses in all (`--threads` times
+`--workers`).
 
 The client runs on the same cores as the server, so its own CPU time is taken from the
 server's: `wrk` (C, one thread; Debian's `wrk` package) when it is installed, with a Lua
@@ -350,7 +351,7 @@ def table(r: dict[str, Any]) -> str:
     ) + " on the same machine"
     lines = [
         f"Measured {r['date']} on {r['machine']} ({r['cpus']} CPUs; {r['note']}); server "
-        f"`--threads {r['threads']}`, load from {who}.",
+        f"`--threads {r['threads']} --workers {r.get('workers', 1)}`, load from {who}.",
         "",
         "| request | concurrency | requests/s | tokens/s | p50 ms | p99 ms | errors |"
         " tokens/s vs offline |",
@@ -371,9 +372,10 @@ def table(r: dict[str, Any]) -> str:
     ]
     lines += [
         "",
-        f"Offline, same weights and threads, batch 256 over CoNLL-2003 dev, one sentence per "
-        f"row (`rnner.bench.bench_infer`): {off:.0f} tokens/s; the last column is the "
-        "server's tokens/s against it.",
+        f"Offline, same weights, {r['threads'] * r.get('workers', 1)} torch thread(s) (the "
+        f"server's in all), batch 256 over CoNLL-2003 dev, one sentence per row "
+        f"(`rnner.bench.bench_infer`): {off:.0f} tokens/s; the last column is the server's "
+        "tokens/s against it.",
         "",
         f"Memory: {soak['requests']} one-sentence requests at concurrency 64 "
         f"({soak['errors']} errors, {soak['requests_per_s']:.0f} requests/s), server RSS "
@@ -404,6 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch threads of the server and of the offline run (1: the other "
         "core is left to HTTP and the client)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the server's --workers (model threads side by side, each with --threads torch "
+        "threads); the offline rate is measured with threads x workers torch threads",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="at most, per load level")
     p.add_argument("--requests", type=int, default=3000, help="at most, per load level")
@@ -451,11 +460,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads * args.workers)
     off = offline(args.model, data_root, args.offline_reps)
     print(f"offline b=256: {off:.0f} tokens/s; client: {client}", flush=True)
 
-    server = Server(args.model, threads, [])
+    server = Server(args.model, threads, ["--workers", str(args.workers)])
     runs = []
     try:
         drive(server.port, one, 8, 200, 30)  # warm-up: allocations, caches
@@ -496,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": cpu_model(),
         "cpus": os.cpu_count(),
         "threads": threads,
+        "workers": args.workers,
         "note": args.note or f"load average {load_avg[0]:.1f} at the end",
         "load_average": load_avg,
         "model": args.model,

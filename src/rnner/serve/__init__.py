@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -24,7 +25,20 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
     s.add_argument("--device", default="cpu", help="torch device (cpu)")
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads of each worker (0: torch's default, or with --workers N the "
+        "CPUs divided among the workers)",
+    )
+    s.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="model threads tagging batches side by side, each with its own copy of the "
+        "model (1; under heavy load on a 2-core machine 2 tag more: docs/serving.md)",
+    )
     s.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
     s.add_argument(
         "--max-texts",
@@ -61,6 +75,13 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     return s
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -73,14 +94,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..runs import default_model_path
     from .limits import Limits
 
-    if args.threads:
+    threads = args.threads
+    if not threads and args.workers > 1:  # N workers each with every CPU would oversubscribe
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     run_dir = Path(args.run_dir) if args.run_dir else default_model_path()
     tagger = Tagger.load(run_dir, device=args.device)
     limits = Limits(args.max_body_bytes, args.max_texts, args.max_text_chars)
-    app = create_app(tagger, run_dir, limits, args.batch_wait_ms, args.batch_tokens)
+    app = create_app(
+        tagger, run_dir, limits, args.batch_wait_ms, args.batch_tokens, workers=args.workers
+    )
     configure_logging()
     config = uvicorn.Config(
         app,

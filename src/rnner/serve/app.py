@@ -400,9 +400,10 @@ def create_app(
     limits: Limits | None = None,
     max_wait_ms: float = 2.0,
     max_batch_tokens: int = 8192,
+    workers: int = 1,
 ) -> Any:
-    """The ASGI app serving `tagger`. The micro-batcher's thread starts with the app's
-    lifespan and is stopped (after finishing its queue) when the server shuts down."""
+    """The ASGI app serving `tagger`. The micro-batcher's threads start with the app's
+    lifespan and are stopped (after finishing its queue) when the server shuts down."""
     import contextlib
 
     limits = limits or Limits()
@@ -412,7 +413,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        state["batcher"] = MicroBatcher(tagger, max_wait_ms, max_batch_tokens, metrics.batch)
+        state["batcher"] = MicroBatcher(
+            tagger, max_wait_ms, max_batch_tokens, metrics.batch, workers=workers
+        )
         try:
             yield
         finally:

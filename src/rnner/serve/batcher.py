@@ -2,9 +2,12 @@
 
 On a CPU the model's cost per token falls steeply with batch size (one matrix product for 64
 sentences costs little more than for one), so a server that tags each request alone wastes
-most of its time. Requests go into a queue; one worker thread takes the first, waits at most
+most of its time. Requests go into a queue; a worker thread takes the first, waits at most
 `max_wait_ms` for more, stops at `max_tokens`, tags them all together and hands each request
-its own part of the answer. The event loop never runs the model.
+its own part of the answer. The event loop never runs the model. With `workers` > 1, as many
+threads take batches from the one queue and tag them side by side (torch releases the GIL
+while it computes), each with its own copy of the model, so no module is shared between
+threads.
 
 A text's spans never depend on its batch-mates: every text (and every `tokens` request) is
 its own document for the model, so document-level features pool over it alone.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import queue
 import threading
@@ -81,7 +85,7 @@ def token_span_records(
 
 
 class MicroBatcher:
-    """Queue + one worker thread running the model; `await submit(kind, items)`."""
+    """Queue + worker threads running the model; `await submit(kind, items)`."""
 
     def __init__(
         self,
@@ -89,15 +93,22 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         max_tokens: int = 8192,
         on_batch: Callable[[int, int, float], None] | None = None,
+        workers: int = 1,
     ):
+        if workers < 1:
+            raise ValueError(f"workers must be 1 or more, not {workers}")
         self.tagger = tagger
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
         self.on_batch = on_batch  # (requests, tokens, seconds) of each model call
-        self._recent: deque[int] = deque(maxlen=RECENT)  # requests in the last batches
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="rnner-batcher", daemon=True)
-        self._thread.start()
+        self._taggers = [tagger] + [copy.deepcopy(tagger) for _ in range(workers - 1)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(t,), name=f"rnner-batcher-{i}", daemon=True)
+            for i, t in enumerate(self._taggers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def submit(self, kind: str, items: Sequence[Any]) -> tuple[list[Any], int]:
         """The span records of each item (texts: one list per text; tokens: one list per
@@ -108,20 +119,22 @@ class MicroBatcher:
         return await job.future
 
     def close(self) -> None:
-        """Finish what is queued, then stop the worker."""
-        self._queue.put(None)
-        self._thread.join()
+        """Finish what is queued, then stop the workers."""
+        for _ in self._threads:
+            self._queue.put(None)  # one stop for each: a worker takes one and returns
+        for thread in self._threads:
+            thread.join()
 
-    def _collect(self, first: Job) -> tuple[list[Job], Job | None, bool]:
+    def _collect(self, first: Job, recent: deque[int]) -> tuple[list[Job], Job | None, bool]:
         """`first`, whatever is queued, and what arrives within the wait, up to the token cap;
         returns the batch, a job held over for the next batch, and whether to stop afterwards.
 
         The wait ends early once the batch holds `FILL` of the largest recent batch: clients
         that were answered together come back together, and tagging them together is much
         cheaper than tagging the first few alone (the rest would queue behind that call). A
-        lone client (recent batches of one) never waits."""
+        lone client (recent batches of one) never waits. `recent` is this worker's own."""
         batch, total = [first], first.tokens
-        want = math.ceil(FILL * max(self._recent, default=1))
+        want = math.ceil(FILL * max(recent, default=1))
         deadline = first.queued + self.max_wait
         while total < self.max_tokens:
             remaining = deadline - time.perf_counter()
@@ -142,7 +155,8 @@ class MicroBatcher:
             total += job.tokens
         return batch, None, False
 
-    def _run(self) -> None:
+    def _run(self, tagger: Tagger) -> None:
+        recent: deque[int] = deque(maxlen=RECENT)  # requests in this worker's last batches
         held: Job | None = None
         while True:
             job, held = held, None
@@ -151,9 +165,9 @@ class MicroBatcher:
                 if job is None:  # close(): everything queued before it is done
                     return
                 job.tokens = count_tokens(job.kind, job.items)
-            batch, held, stop = self._collect(job)
-            self._recent.append(len(batch))
-            self._tag(batch)
+            batch, held, stop = self._collect(job, recent)
+            recent.append(len(batch))
+            self._tag(tagger, batch)
             if stop:
                 return
             if held is None and self._queue.empty():
@@ -161,7 +175,7 @@ class MicroBatcher:
                 # it scattered, and glibc would keep it), as `rnner predict` does per chunk
                 _release_memory()
 
-    def _tag(self, batch: list[Job]) -> None:
+    def _tag(self, tagger: Tagger, batch: list[Job]) -> None:
         start = time.perf_counter()
         texts = [j for j in batch if j.kind == TEXTS]
         docs = [j for j in batch if j.kind == TOKENS]
@@ -169,12 +183,12 @@ class MicroBatcher:
             results: dict[int, list[Any]] = {}
             if texts:
                 flat = [t for j in texts for t in j.items]
-                records = iter(span_records(self.tagger, flat))
+                records = iter(span_records(tagger, flat))
                 for j in texts:
                     results[id(j)] = [next(records) for _ in j.items]
             if docs:
                 for j, r in zip(
-                    docs, token_span_records(self.tagger, [j.items for j in docs]), strict=True
+                    docs, token_span_records(tagger, [j.items for j in docs]), strict=True
                 ):
                     results[id(j)] = r
         except Exception as e:  # a model failure answers every request of the batch
