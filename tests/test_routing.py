@@ -146,6 +146,14 @@ def test_models_with_other_tags_are_refused(run_copy: Path, tiny_run: Path, tmp_
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+def test_export_refuses_bad_thresholds_before_writing(tiny_run: Path, tmp_path, capsys) -> None:
+    out = tmp_path / "routed"
+    argv = ["export", str(tiny_run), str(out), "--caseless", str(tiny_run), "--min-share", "0.7"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"{out}: min_share must be a number in [0, 0.5], not 0.7\n"
+    assert not out.exists()
+
+
 def test_export_cli_builds_and_reexports_a_routed_model(tiny_run: Path, tmp_path, capsys) -> None:
     out = tmp_path / "routed"
     code = main(["export", str(tiny_run), str(out), "--caseless", str(tiny_run)])

@@ -130,17 +130,25 @@ def read_router(path: str | Path) -> dict[str, Any] | None:
         raise RunDirError(f'{f}: not a router file (expected "format": "{ROUTER_FORMAT}")')
     if router.get("version") != 1:
         raise RunDirError(f"{f}: router version {router.get('version')!r} is not supported (1)")
-    for key, top in (("min_share", 0.5), ("max_lower_sentences", 1.0)):
-        share = router.get(key)
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= top:
-            raise RunDirError(f"{f}: {key} must be a number in [0, {top}], not {share!r}")
-    count = router.get("min_sentences")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise RunDirError(f"{f}: min_sentences must be a whole number of 1 or more, not {count!r}")
+    problem = _router_problem(router)
+    if problem:
+        raise RunDirError(f"{f}: {problem}")
     for name in routing.ROUTES:
         if not (d / name).is_dir():
             raise RunDirError(f"{f}: its {name} model ({d / name}) is missing")
     return router
+
+
+def _router_problem(router: dict[str, Any]) -> str | None:
+    """What is wrong with a router's thresholds, if anything."""
+    for key, top in (("min_share", 0.5), ("max_lower_sentences", 1.0)):
+        share = router.get(key)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= top:
+            return f"{key} must be a number in [0, {top}], not {share!r}"
+    count = router.get("min_sentences")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        return f"min_sentences must be a whole number of 1 or more, not {count!r}"
+    return None
 
 
 def export_run(src: str | Path, dst: str | Path, half: bool = True) -> Path:
@@ -178,6 +186,14 @@ def export_routed(
 ) -> Path:
     """One model directory from two runs: documents with case go to `cased`, the rest to
     `caseless` (`rnner.routing`). Both must tag the same labels in the same scheme."""
+    thresholds = {
+        "min_share": min_share,
+        "max_lower_sentences": max_lower_sentences,
+        "min_sentences": min_sentences,
+    }
+    problem = _router_problem(thresholds)
+    if problem:
+        raise RunDirError(f"{dst}: {problem}")
     runs = {routing.CASED: Path(cased), routing.CASELESS: Path(caseless)}
     labels = {}
     for name, run in runs.items():
@@ -196,9 +212,7 @@ def export_routed(
         {
             "format": ROUTER_FORMAT,
             "version": 1,
-            "min_share": min_share,
-            "max_lower_sentences": max_lower_sentences,
-            "min_sentences": min_sentences,
+            **thresholds,
             "rule": "a document of at least min_sentences sentences, with at least min_share of "
             "its alphabetic words lower-case, min_share capitalised, and at most "
             "max_lower_sentences of its sentences (of 3 words or more) all lower-case is read "
