@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 import signal
 import socket
@@ -200,6 +201,11 @@ def session(device: str = "auto") -> Iterator[Single]:
     )
     try:
         yield _CURRENT
+        # Every rank meets here before any tears the group down: a rank that destroyed it
+        # while a peer still held gloo connections was seen dying at exit with SIGABRT
+        # ("terminate called without an active exception") after its work was done.
+        with contextlib.suppress(RuntimeError):  # a peer already gone: nothing to wait for
+            dist.barrier()
     except DistributedError:
         raise
     except RuntimeError as e:  # DDP's own gradient all-reduce: peer gone, or timed out
@@ -210,6 +216,11 @@ def session(device: str = "auto") -> Iterator[Single]:
         ) from e
     finally:
         _CURRENT = Single()
+        # The DDP wrapper of the training that just ended holds the process group through
+        # reference cycles; left to the interpreter's exit, gloo's threads were destroyed
+        # unjoined and the rank died with SIGABRT after its work was done. Collected here,
+        # while the group is alive, and then the group is taken down.
+        gc.collect()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
 
