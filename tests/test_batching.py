@@ -183,8 +183,8 @@ def test_document_units_pack_sentences_of_one_document_up_to_the_budget():
 
 
 def test_length_buckets_cut_where_lengths_jump():
-    # Sorted: 3 3 4 58 60. One batch costs 16 + 60 * (5 + 4) = 556; cut before 58:
-    # 16 + 4 * (3 + 4) + 16 + 60 * (2 + 4) = 420; cut also before 4: 446.
+    # Sorted: 3 3 4 58 60. One batch costs 64 + 60 * (5 + 4) = 604; cut before 58:
+    # 64 + 4 * (3 + 4) + 64 + 60 * (2 + 4) = 516; cut also before 4: 590.
     lengths = np.array([3, 60, 4, 3, 58])
     assert [c.tolist() for c in length_buckets(lengths, 256)] == [[0, 3, 2], [4, 1]]
     # Similar lengths stay together: a cut would cost more fixed cost than padding saves.

@@ -260,7 +260,7 @@ def batch_indices(
 
 
 def length_buckets(
-    lengths: np.ndarray, max_batch: int, step_rows: float = 4.0, call_steps: float = 16.0
+    lengths: np.ndarray, max_batch: int, step_rows: float = 4.0, call_steps: float = 64.0
 ) -> list[np.ndarray]:
     """Sentences sorted by length and cut into batches of at most `max_batch` where that
     saves time: a batch costs its longest sentence's length times (rows + `step_rows`, the
