@@ -67,7 +67,7 @@ def routed(tiny_run: Path, tmp_path: Path) -> Path:
 def test_routed_tagger_sends_each_document_to_its_model(routed: Path, monkeypatch) -> None:
     tagger = Tagger.load(routed)
     assert isinstance(tagger, RoutedTagger)
-    assert set(tagger.routes) == {"cased", "caseless"}
+    assert set(tagger.taggers) == {"cased", "caseless"}
     calls: dict[str, list[list[int]]] = {"cased": [], "caseless": []}
 
     def stub(name: str):

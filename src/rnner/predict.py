@@ -193,11 +193,6 @@ class Tagger:
         model, vocabs, cfg, meta = load_run(d, device)
         return cls(model, vocabs, cfg, meta, device)
 
-    @property
-    def routes(self) -> dict[str, Tagger]:
-        """The models that read documents: this one alone, or a router's two."""
-        return {"model": self}
-
     def tag(
         self,
         sentences: Sequence[Sequence[str]],
@@ -278,10 +273,6 @@ class RoutedTagger(Tagger):
                 name: {"meta": t.meta, "config": t.cfg.to_dict()} for name, t in taggers.items()
             },
         }
-
-    @property
-    def routes(self) -> dict[str, Tagger]:
-        return dict(self.taggers)
 
     def route(self, sentences: Sequence[Sequence[str]]) -> str:
         """Which model reads a document of these sentences."""

@@ -371,14 +371,9 @@ def model_info(tagger: Tagger, run_dir: Path | None) -> dict[str, Any]:
             "python": platform.python_version(),
         },
     }
-    if isinstance(tagger, RoutedTagger):
+    if isinstance(tagger, RoutedTagger):  # router.json as written (rule, thresholds, sources)
         info["router"] = {
-            "rule": "a text of at least min_sentences sentences, with at least min_share of "
-            "its words lower-case, min_share capitalised and at most max_lower_sentences of its "
-            "sentences all lower-case is read by the cased model, any other by the caseless one",
-            "min_share": tagger.min_share,
-            "max_lower_sentences": tagger.max_lower_sentences,
-            "min_sentences": tagger.min_sentences,
+            **{k: v for k, v in tagger.router.items() if k not in ("format", "version")},
             "models": {
                 name: {
                     "config": t.cfg.to_dict(),

@@ -97,7 +97,6 @@ class MicroBatcher:
     ):
         if workers < 1:
             raise ValueError(f"workers must be 1 or more, not {workers}")
-        self.tagger = tagger
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
         self.on_batch = on_batch  # (requests, tokens, seconds) of each model call
